@@ -1,0 +1,1 @@
+"""Asynchronous SIP softswitch with an ACD."""
