@@ -69,6 +69,13 @@ def canonical_name(name: str) -> str:
     return CANONICAL_NAMES.get(key, name if key == low else key)
 
 
+def _clean(value: object) -> str:
+    text = str(value)
+    if "\r" in text or "\n" in text:
+        raise ValueError("header values may not contain CR or LF")
+    return text
+
+
 class Headers:
     """Ordered multimap of SIP headers with case-insensitive names and compact forms.
 
@@ -80,7 +87,7 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # Each entry is (key, name-as-serialised, value).
         self._items: list[tuple[str, str, str]] = [
-            (header_key(n), canonical_name(n), v) for n, v in items
+            (header_key(n), canonical_name(n), _clean(v)) for n, v in items
         ]
 
     @classmethod
@@ -116,7 +123,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every ``name`` header by one with ``value`` (at the first one's position)."""
         key = header_key(name)
-        new = (key, canonical_name(name), str(value))
+        new = (key, canonical_name(name), _clean(value))
         items = self._items
         for i, (k, _, _) in enumerate(items):
             if k == key:
@@ -128,7 +135,7 @@ class Headers:
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append a header, or insert it before the other headers of that name if ``first``."""
         key = header_key(name)
-        new = (key, canonical_name(name), str(value))
+        new = (key, canonical_name(name), _clean(value))
         if first:
             for i, (k, _, _) in enumerate(self._items):
                 if k == key:

@@ -30,6 +30,7 @@ from softswitch.sip.uri import (
     SipURI,
     TelURI,
     Via,
+    check_request_uri,
     parse_name_addr,
     parse_uri,
     parse_via,
@@ -338,14 +339,14 @@ def _loose_headers(lines: list[str]) -> Headers:
     return Headers._from_triples(triples)
 
 
-def _check_version(version: str, start: str, partial: Request | None) -> None:
+def _check_version(version: str, start: str) -> None:
     if version == SIP_VERSION:
         return
     if _VERSION_RE.fullmatch(version):
         if version.upper() == SIP_VERSION:
             return
-        raise SipParseError(f"Version Not Supported: {version[:20]!r}", 505, partial)
-    raise SipParseError(f"Bad Request: malformed start line {start[:80]!r}", 400, partial)
+        raise SipParseError(f"Version Not Supported: {version[:20]!r}", 505)
+    raise SipParseError(f"Bad Request: malformed start line {start[:80]!r}")
 
 
 def _parse_head(head: str) -> Request | Response:
@@ -353,13 +354,25 @@ def _parse_head(head: str) -> Request | Response:
     if "\r\n " in head or "\r\n\t" in head:
         head = _FOLD_RE.sub(" ", head)
     lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1 or head.count("\r") != len(lines) - 1:
+        # A bare CR or LF inside a value would let a header be smuggled past other parsers.
+        raise SipParseError("Bad Request: bare CR or LF in the headers", 400, _partial(lines))
+    try:
+        return _parse_lines(lines)
+    except SipParseError as exc:
+        if exc.partial is None and exc.status != 513 and not lines[0].startswith("SIP/"):
+            exc.partial = _partial(lines)
+        raise
+
+
+def _parse_lines(lines: list[str]) -> Request | Response:
     start = lines[0]
     msg: Request | Response
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)
         if len(parts) < 2:
             raise SipParseError(f"Bad Request: malformed status line {start[:80]!r}")
-        _check_version(parts[0], start, None)
+        _check_version(parts[0], start)
         code = parts[1]
         if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] == "0":
             raise SipParseError(f"Bad Request: malformed status code {code[:20]!r}")
@@ -372,16 +385,9 @@ def _parse_head(head: str) -> Request | Response:
         method, uri, version = parts
         if not _TOKEN_RE.fullmatch(method):
             raise SipParseError(f"Bad Request: malformed method {method[:40]!r}")
+        _check_version(version, start)
+        check_request_uri(uri)
         msg = Request(method, uri, Headers._from_triples([]), b"")
-        _check_version(version, start, _partial(msg, lines))
-        try:
-            ruri = parse_uri(uri)
-        except SipParseError as exc:
-            raise SipParseError(exc.reason, 400, _partial(msg, lines)) from None
-        # Headers are not allowed in a Request-URI (RFC 3261 section 19.1.1, RFC 4475 3.1.2.11).
-        if isinstance(ruri, SipURI) and ruri.headers:
-            raise SipParseError("Bad Request: headers in Request-URI", 400, _partial(msg, lines))
-        msg._ruri = (uri, ruri)
 
     triples: list[tuple[str, str, str]] = []
     append = triples.append
@@ -391,8 +397,7 @@ def _parse_head(head: str) -> Request | Response:
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
-            raise SipParseError(f"Bad Request: header line without colon {line[:80]!r}", 400,
-                                _partial(msg, lines))
+            raise SipParseError(f"Bad Request: header line without colon {line[:80]!r}")
         low = name.lower()
         key = compact.get(low)
         if key is None:
@@ -406,31 +411,29 @@ def _parse_head(head: str) -> Request | Response:
                 canon = canon_names.get(key)
             if canon is None:
                 if not _TOKEN_RE.fullmatch(stripped):
-                    raise SipParseError(f"Bad Request: malformed header name {name[:80]!r}", 400,
-                                        _partial(msg, lines))
+                    raise SipParseError(f"Bad Request: malformed header name {name[:80]!r}")
                 canon = stripped
         value = value.strip(" \t")
         check = checks.get(key)
         if check is not None and not check(value):  # type: ignore[operator]
-            raise SipParseError(f"Bad Request: malformed {canon} {value[:80]!r}", 400,
-                                _partial(msg, lines))
+            raise SipParseError(f"Bad Request: malformed {canon} {value[:80]!r}")
         if key == "cseq":
             m = CSEQ_RE.fullmatch(value)
             if m is None or len(m.group(1)) > 10 or int(m.group(1)) > _CSEQ_MAX:
-                raise SipParseError(f"Bad Request: malformed CSeq {value[:80]!r}", 400,
-                                    _partial(msg, lines))
+                raise SipParseError(f"Bad Request: malformed CSeq {value[:80]!r}")
             if method is not None and m.group(2) != method:
-                raise SipParseError("Bad Request: CSeq method does not match the request method", 400,
-                                    _partial(msg, lines))
+                raise SipParseError("Bad Request: CSeq method does not match the request method")
         append((key, canon, value))
     msg.headers._items = triples
     return msg
 
 
-def _partial(msg: Request | Response, lines: list[str]) -> Request | None:
-    if isinstance(msg, Request):
-        return Request(msg.method, msg.uri, _loose_headers(lines[1:]), b"", SIP_VERSION)
-    return None
+def _partial(lines: list[str]) -> Request | None:
+    """A best-effort request from a malformed head, so that a 400/505 can still be sent."""
+    parts = lines[0].split()
+    if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]):
+        return None
+    return Request(parts[0], parts[1], _loose_headers(lines[1:]), b"", SIP_VERSION)
 
 
 def _content_length(msg: Request | Response) -> int | None:

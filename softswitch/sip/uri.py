@@ -236,6 +236,24 @@ def parse_sip_uri(text: str) -> SipURI:
     )
 
 
+def check_request_uri(text: str) -> None:
+    """Validate a Request-URI cheaply (no objects built); raise SipParseError when malformed.
+
+    Headers are not allowed in a Request-URI (RFC 3261 section 19.1.1; RFC 4475 3.1.2.11).
+    """
+    if text[:4].lower() in ("sip:", "sips"):
+        m = _SIP_URI_RE.fullmatch(text)
+        if m is None:
+            raise SipParseError(f"Bad Request: malformed Request-URI {text[:80]!r}")
+        if m.group("headers") is not None:
+            raise SipParseError("Bad Request: headers in Request-URI")
+        port = m.group("port")
+        if port is not None and int(port) > 65535:
+            raise SipParseError(f"Bad Request: port out of range in {text[:80]!r}")
+    else:
+        parse_uri(text)
+
+
 def parse_uri(text: str) -> SipURI | TelURI | AbsoluteURI:
     """Parse any URI: sip/sips and tel are parsed, other schemes are kept opaque."""
     scheme, colon, rest = text.partition(":")
