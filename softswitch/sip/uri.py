@@ -421,7 +421,7 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{_params_str(self.params, None)}"
 
 
-def split_comma_list(value: str) -> list[str]:
+def split_comma_list(value: str, *, keep_empty: bool = False) -> list[str]:
     """Split a header value at top-level commas (not inside quotes or angle brackets)."""
     if "," not in value:
         return [value.strip()]
@@ -448,13 +448,13 @@ def split_comma_list(value: str) -> list[str]:
             start = i + 1
         i += 1
     parts.append(value[start:].strip())
-    return [p for p in parts if p]
+    return parts if keep_empty else [p for p in parts if p]
 
 
 def parse_via(text: str) -> list[Via]:
     """Parse a Via header value, which may hold several comma-separated entries."""
     out: list[Via] = []
-    for part in split_comma_list(text):
+    for part in split_comma_list(text, keep_empty=True):
         m = _VIA_RE.fullmatch(part)
         if m is None:
             raise SipParseError(f"Bad Request: malformed Via {part[:80]!r}")
