@@ -1,0 +1,425 @@
+"""The PostgreSQL store: an asyncpg pool, one transaction per batch, one statement per table.
+
+Each table's rows go in as column arrays expanded by `unnest`, so a batch of any size is one
+prepared statement per table (asyncpg caches the prepared statements per connection). Every insert
+is `ON CONFLICT DO NOTHING` on the event id, which is what makes spool replays idempotent; the
+affinity counters are bumped in the same statement from the CDRs that were actually inserted, so a
+replay cannot count a call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from softswitch.events import Event
+from softswitch.store import rows as R
+from softswitch.store.base import (
+    ABANDON_EVENTS,
+    ANSWER_EVENTS,
+    JOIN_EVENTS,
+    Affinity,
+    Agent,
+    CallRecord,
+    MigrationStatus,
+    QueueStats,
+    Registration,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    User,
+    check_table,
+    json_text,
+    migration_status_of,
+    queue_stats_of,
+    sql_in,
+)
+from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Serialises migrations across nodes sharing one database (an arbitrary, fixed key).
+_MIGRATION_LOCK_KEY = 0x50F7_5317
+
+_CDR_SQL = """
+WITH ins AS (
+    INSERT INTO cdrs (id, ts, call_uuid, caller, callee, start_ts, answer_ts, end_ts, duration,
+                      billable, disposition, hangup_cause, hangup_side, trunk, did, queue, agent,
+                      customer_id)
+    SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[],
+                         $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::int8[],
+                         $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
+                         $16::text[], $17::text[], $18::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING caller, agent, answer_ts, end_ts
+), aff AS (
+    INSERT INTO affinity AS a (caller, agent, last_handled, count)
+    SELECT caller, agent, max(end_ts), count(*) FROM ins
+    WHERE answer_ts IS NOT NULL AND agent <> '' AND caller <> ''
+    GROUP BY caller, agent
+    ON CONFLICT (caller, agent) DO UPDATE
+    SET last_handled = GREATEST(a.last_handled, excluded.last_handled), count = a.count + excluded.count
+)
+SELECT count(*) FROM ins
+"""
+
+_LEG_SQL = """
+INSERT INTO call_legs (cdr_id, idx, call_uuid, call_id, direction, peer)
+SELECT * FROM unnest($1::text[], $2::int4[], $3::text[], $4::text[], $5::text[], $6::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_QUEUE_SQL = """
+INSERT INTO queue_events (id, ts, queue, call_uuid, event, agent, caller, wait, reason, data)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::float8[], $9::text[], $10::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_AGENT_SQL = """
+INSERT INTO agent_states (id, ts, agent, state, reason, previous)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_RECORDING_SQL = """
+INSERT INTO recordings (id, ts, call_uuid, path, duration, sha256, channels)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::float8[], $6::text[],
+                     $7::int4[])
+ON CONFLICT DO NOTHING
+"""
+
+_SECURITY_SQL = """
+INSERT INTO security_events (id, ts, source, username, method, banned)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::bool[])
+ON CONFLICT DO NOTHING
+"""
+
+_LOG_SQL = """
+INSERT INTO event_log (id, ts, kind, call_uuid, body)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[])
+ON CONFLICT DO NOTHING
+"""
+
+_REGISTRATION_SQL = """
+INSERT INTO registrations AS r (aor, contact, expires_at, source, user_agent, updated)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::float8[])
+ON CONFLICT (aor, contact) DO UPDATE
+SET expires_at = excluded.expires_at, source = excluded.source, user_agent = excluded.user_agent,
+    updated = excluded.updated
+WHERE r.updated <= excluded.updated
+"""
+
+_STATS_SQL = f"""
+SELECT
+  count(DISTINCT CASE WHEN event IN {sql_in(JOIN_EVENTS)} THEN call_uuid END),
+  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN call_uuid END),
+  count(DISTINCT CASE WHEN event IN {sql_in(ABANDON_EVENTS)} THEN call_uuid END),
+  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} AND wait <= $4 THEN call_uuid END),
+  avg(CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN wait END)
+FROM queue_events WHERE queue = $1 AND ts >= $2 AND ts < $3
+"""
+
+_AHT_SQL = """
+SELECT avg(end_ts - answer_ts) FROM cdrs
+WHERE queue = $1 AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= $2 AND answer_ts < $3
+"""
+
+_CALL_COLUMNS = (
+    "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
+)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Transpose rows into one list per column (the arrays `unnest` expands)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """The database refused the data itself: retrying the same batch would fail again."""
+    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+
+
+class PostgresStore(Store):
+    """The production store on PostgreSQL through an asyncpg pool (created lazily, recreated freely)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        spool_dir: Path,
+        min_size: int = 1,
+        max_size: int = 4,
+        command_timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.spool_dir = spool_dir
+        self._min_size = min_size
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._closed = False
+
+    # ---- connection handling ----
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._closed:
+            raise StoreError("store is closed")
+        if self._pool is not None:
+            return self._pool
+        async with self._pool_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self.url,
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        command_timeout=self._command_timeout,
+                        timeout=self._connect_timeout,
+                    )
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+            return self._pool
+
+    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled connection, mapping driver errors to the store's two kinds."""
+        pool = await self._get_pool()
+        try:
+            async with pool.acquire(timeout=self._connect_timeout) as conn:
+                return await fn(conn)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _is_data_error(exc):
+                raise StoreError(f"PostgreSQL refused the data: {exc}") from exc
+            if isinstance(
+                exc,
+                OSError | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError | ConnectionError,
+            ):
+                raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=5.0)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.fetchval("SELECT 1"))
+
+    # ---- migrations ----
+    async def migration_status(self) -> MigrationStatus:
+        async def fn(conn: asyncpg.Connection) -> MigrationStatus:
+            exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            applied: list[tuple[int, str, float]] = []
+            if exists:
+                recs = await conn.fetch(
+                    "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+                )
+                applied = [(r["version"], r["name"], r["applied_at"]) for r in recs]
+            return migration_status_of(applied)
+
+        return await self._run(fn)
+
+    async def migrate(self) -> MigrationStatus:
+        async def fn(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
+                await conn.execute(MIGRATIONS_TABLE)
+                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for m in MIGRATIONS:
+                if m.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
+                    again = await conn.fetchval(
+                        "SELECT 1 FROM schema_migrations WHERE version = $1", m.version
+                    )
+                    if again:  # another node applied it while we waited for the lock
+                        continue
+                    for stmt in m.statements:
+                        await conn.execute(stmt)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                        m.version,
+                        m.name,
+                        time.time(),
+                    )
+                log.info("applied schema migration %d (%s)", m.version, m.name)
+
+        try:
+            await self._run(fn)
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            raise
+        except asyncpg.PostgresError as exc:  # pragma: no cover - a broken migration
+            raise StoreError(f"migration failed: {exc}") from exc
+        return await self.migration_status()
+
+    # ---- writes ----
+    async def write_events(self, events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        rows = R.split(events)
+
+        async def fn(conn: asyncpg.Connection) -> int:
+            new = 0
+            async with conn.transaction():
+                if rows.cdrs:
+                    new += await conn.fetchval(_CDR_SQL, *_columns(rows.cdrs, len(R.CDR_COLUMNS)))
+                if rows.legs:
+                    await conn.execute(_LEG_SQL, *_columns(rows.legs, len(R.LEG_COLUMNS)))
+                for sql, batch, width in (
+                    (_QUEUE_SQL, rows.queue, len(R.QUEUE_COLUMNS)),
+                    (_AGENT_SQL, rows.agents, len(R.AGENT_COLUMNS)),
+                    (_RECORDING_SQL, rows.recordings, len(R.RECORDING_COLUMNS)),
+                    (_SECURITY_SQL, rows.security, len(R.SECURITY_COLUMNS)),
+                    (_LOG_SQL, rows.log, len(R.LOG_COLUMNS)),
+                ):
+                    if batch:
+                        status = await conn.execute(sql, *_columns(batch, width))
+                        new += int(status.rsplit(" ", 1)[-1])
+                if rows.registrations:
+                    await conn.execute(
+                        _REGISTRATION_SQL, *_columns(rows.registrations, len(R.REGISTRATION_COLUMNS))
+                    )
+                    new += len(rows.registrations)
+            return new
+
+        return await self._run(fn)
+
+    # ---- reads ----
+    async def recent_calls(
+        self, *, number: str | None = None, customer_id: str | None = None, limit: int = 10
+    ) -> list[CallRecord]:
+        if not number and not customer_id:
+            raise StoreError("recent_calls needs a number or a customer id")
+        sql = (
+            f"SELECT {_CALL_COLUMNS} FROM cdrs "
+            "WHERE ($1::text IS NOT NULL AND caller = $1) "
+            "OR ($2::text IS NOT NULL AND customer_id <> '' AND customer_id = $2) "
+            "ORDER BY start_ts DESC LIMIT $3"
+        )
+        recs = await self._run(lambda c: c.fetch(sql, number or None, customer_id or None, limit))
+        return [CallRecord(*r) for r in recs]
+
+    async def load_affinity(self) -> list[Affinity]:
+        recs = await self._run(
+            lambda c: c.fetch(
+                "SELECT caller, agent, last_handled, count FROM affinity ORDER BY caller, agent"
+            )
+        )
+        return [Affinity(*r) for r in recs]
+
+    async def upsert_affinity(self, caller: str, agent: str, ts: float) -> None:
+        sql = (
+            "INSERT INTO affinity AS a (caller, agent, last_handled, count) VALUES ($1, $2, $3, 1) "
+            "ON CONFLICT (caller, agent) DO UPDATE "
+            "SET last_handled = GREATEST(a.last_handled, excluded.last_handled), count = a.count + 1"
+        )
+        await self._run(lambda c: c.execute(sql, caller, agent, ts))
+
+    async def load_registrations(self, now: float) -> list[Registration]:
+        sql = (
+            "SELECT aor, contact, expires_at, source, user_agent, updated FROM registrations "
+            "WHERE expires_at > $1 ORDER BY aor, contact"
+        )
+        recs = await self._run(lambda c: c.fetch(sql, now))
+        return [Registration(*r) for r in recs]
+
+    async def upsert_registration(self, reg: Registration) -> None:
+        await self._run(
+            lambda c: c.execute(
+                _REGISTRATION_SQL,
+                [reg.aor],
+                [reg.contact],
+                [reg.expires_at],
+                [reg.source],
+                [reg.user_agent],
+                [reg.updated],
+            )
+        )
+
+    async def delete_registration(self, aor: str, contact: str, ts: float) -> None:
+        # A tombstone, not a DELETE: an older binding replayed later must not come back.
+        await self._run(lambda c: c.execute(_REGISTRATION_SQL, [aor], [contact], [ts], [""], [""], [ts]))
+
+    async def queue_stats(
+        self, queue: str, start: float, end: float, *, sl_threshold: float = 20.0
+    ) -> QueueStats:
+        async def fn(conn: asyncpg.Connection) -> QueueStats:
+            r = await conn.fetchrow(_STATS_SQL, queue, start, end, sl_threshold)
+            aht = await conn.fetchval(_AHT_SQL, queue, start, end)
+            return queue_stats_of(queue, start, end, r[0], r[1], r[2], r[3], r[4], aht)
+
+        return await self._run(fn)
+
+    # ---- directory ----
+    async def upsert_user(self, user: User) -> None:
+        sql = (
+            "INSERT INTO users (id, display_name, secret, enabled, updated) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, "
+            "secret = excluded.secret, enabled = excluded.enabled, updated = excluded.updated"
+        )
+        await self._run(
+            lambda c: c.execute(sql, user.id, user.display_name, user.secret, user.enabled, time.time())
+        )
+
+    async def delete_user(self, user_id: str) -> bool:
+        status = await self._run(lambda c: c.execute("DELETE FROM users WHERE id = $1", user_id))
+        return status.endswith(" 1")
+
+    async def list_users(self) -> list[User]:
+        recs = await self._run(
+            lambda c: c.fetch("SELECT id, display_name, secret, enabled FROM users ORDER BY id")
+        )
+        return [User(*r) for r in recs]
+
+    async def upsert_agent(self, agent: Agent) -> None:
+        sql = (
+            "INSERT INTO agents (id, user_id, skills, enabled, updated) VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, skills = excluded.skills, "
+            "enabled = excluded.enabled, updated = excluded.updated"
+        )
+        await self._run(
+            lambda c: c.execute(
+                sql, agent.id, agent.user_id, json_text(agent.skills), agent.enabled, time.time()
+            )
+        )
+
+    async def delete_agent(self, agent_id: str) -> bool:
+        status = await self._run(lambda c: c.execute("DELETE FROM agents WHERE id = $1", agent_id))
+        return status.endswith(" 1")
+
+    async def list_agents(self) -> list[Agent]:
+        recs = await self._run(
+            lambda c: c.fetch("SELECT id, user_id, skills, enabled FROM agents ORDER BY id")
+        )
+        return [Agent(r[0], r[1], json.loads(r[2]), r[3]) for r in recs]
+
+    # ---- inspection ----
+    async def count(self, table: str) -> int:
+        sql = f"SELECT count(*) FROM {check_table(table)}"
+        return int(await self._run(lambda c: c.fetchval(sql)))
+
+    async def event_ids(self, table: str) -> list[str]:
+        sql = f"SELECT id FROM {check_table(table)} ORDER BY id"
+        return [r[0] for r in await self._run(lambda c: c.fetch(sql))]

@@ -1,0 +1,259 @@
+"""The batching writer between the event bus and the store.
+
+Publishing is a `put_nowait` on the writer's bus queue, so calls never wait for the database. One
+intake task drains the queue in batches and writes each batch in one transaction. When the database
+fails (or the backlog grows past `max_backlog`), batches go to the local spool instead, fsync'd,
+and a replay task feeds the spool back, oldest segment first, once the database answers; while the
+spool is not empty every new batch is spooled too, so events reach the database in order. Replays
+are idempotent because every row is keyed by its event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from softswitch.events import Event, EventBus
+from softswitch.store.base import Store, StoreError, StoreUnavailable
+from softswitch.store.spool import Spool
+
+log = logging.getLogger(__name__)
+
+_STOP = object()  # queue sentinel that ends the intake after everything before it
+
+
+class StoreWriter:
+    """Feeds bus events to a store in batches, spooling to disk while the database is away."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        store: Store,
+        spool_dir: Path | None = None,
+        *,
+        batch_size: int = 1000,
+        flush_interval: float = 0.05,
+        max_backlog: int = 200_000,
+        retry_interval: float = 0.25,
+        max_retry_interval: float = 5.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._bus = bus
+        self._store = store
+        self.spool_dir = spool_dir if spool_dir is not None else store.spool_dir
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._max_backlog = max_backlog
+        self._retry_interval = retry_interval
+        self._max_retry_interval = max_retry_interval
+        self._stop_timeout = stop_timeout
+        self._spool: Spool | None = None
+        self._queue: asyncio.Queue[Any] | None = None
+        self._intake: asyncio.Task[None] | None = None
+        self._replayer: asyncio.Task[None] | None = None
+        self._spool_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._busy = False
+        # Counters for metrics and tests.
+        self.spooling = False
+        self.written = 0  # events handed to the store successfully (new or duplicate)
+        self.spooled = 0
+        self.replayed = 0
+        self.rejected = 0
+        self.batches = 0
+        self.failures = 0
+
+    # ---- lifecycle ----
+    async def start(self) -> None:
+        """Subscribe to the bus and start writing; replays a spool left by an earlier run."""
+        if self._intake is not None:
+            raise RuntimeError("writer already started")
+        self._spool = await asyncio.to_thread(Spool, self.spool_dir)
+        # Unbounded on purpose: the store must not lose events; the backlog bound spills to disk.
+        self._queue = self._bus.queue()
+        if await asyncio.to_thread(self._spool.pending):
+            log.warning("store spool in %s holds events from an earlier run; replaying", self.spool_dir)
+            self.spooling = True
+            self._wake.set()
+        self._intake = asyncio.create_task(self._intake_loop(), name="store-writer-intake")
+        self._replayer = asyncio.create_task(self._replay_loop(), name="store-writer-replay")
+
+    async def stop(self) -> None:
+        """Write out everything published so far: to the database, or durably to the spool."""
+        if self._intake is None or self._queue is None:
+            return
+        self._bus.unqueue(self._queue)
+        self._queue.put_nowait(_STOP)
+        await self._intake
+        self._closing = True
+        self._wake.set()
+        if self._replayer is not None:
+            try:
+                await asyncio.wait_for(self._replayer, timeout=self._stop_timeout)
+            except TimeoutError:
+                log.warning("store writer stopped with events still spooled in %s", self.spool_dir)
+        if self._spool is not None:
+            async with self._spool_lock:
+                await asyncio.to_thread(self._spool.close)
+        self._intake = None
+        self._replayer = None
+
+    def abandon(self) -> None:
+        """Stop at once without flushing, as a crash would (events already spooled stay on disk)."""
+        for task in (self._intake, self._replayer):
+            if task is not None:
+                task.cancel()
+        if self._queue is not None:
+            self._bus.unqueue(self._queue)
+        self._intake = None
+        self._replayer = None
+
+    async def drain(self, limit: float = 30.0) -> None:
+        """Wait until every event published so far is in the database (tests, graceful hand-over)."""
+        deadline = time.monotonic() + limit
+        while True:
+            idle = self._queue is not None and self._queue.empty() and not self._busy
+            if idle and not self.spooling:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"store writer not drained: backlog={self.backlog} spooling={self.spooling}"
+                )
+            await asyncio.sleep(0.01)
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting in memory."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    # ---- intake ----
+    async def _intake_loop(self) -> None:
+        assert self._queue is not None
+        q = self._queue
+        stop = False
+        while not stop:
+            first = await q.get()
+            if first is _STOP:
+                break
+            self._busy = True
+            batch: list[Event] = [first]
+            stop = self._take(q, batch)
+            if not stop and len(batch) < self._batch_size and self._flush_interval > 0:
+                # Let a trickle of events accumulate a little: fewer, larger transactions.
+                await asyncio.sleep(self._flush_interval)
+                stop = self._take(q, batch)
+            try:
+                await self._handle(batch)
+            except Exception:  # never let the intake die: keep the batch on disk instead
+                log.exception("store writer failed on a batch; spooling it")
+                await self._spool_append(batch)
+            self._busy = False
+
+    def _take(self, q: asyncio.Queue[Any], batch: list[Event]) -> bool:
+        """Move queued events into `batch` up to the batch size; True when the stop sentinel came."""
+        while len(batch) < self._batch_size:
+            try:
+                item = q.get_nowait()
+            except asyncio.QueueEmpty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
+
+    async def _handle(self, batch: list[Event]) -> None:
+        self.batches += 1
+        if self.spooling or self.backlog > self._max_backlog:
+            await self._spool_append(batch)
+            return
+        try:
+            await self._store.write_events(batch)
+            self.written += len(batch)
+        except StoreUnavailable as exc:
+            self.failures += 1
+            log.warning("database unavailable, spooling events: %s", exc)
+            await self._spool_append(batch)
+        except StoreError as exc:
+            log.error("database refused a batch, isolating bad events: %s", exc)
+            await self._write_one_by_one(batch, replaying=False)
+
+    async def _write_one_by_one(self, batch: Sequence[Event], *, replaying: bool) -> None:
+        """Find the events the database refuses, set them aside, and store the rest."""
+        assert self._spool is not None
+        for i, ev in enumerate(batch):
+            try:
+                await self._store.write_events([ev])
+            except StoreUnavailable:
+                if replaying:
+                    raise
+                await self._spool_append(batch[i:])
+                return
+            except StoreError as exc:
+                self.rejected += 1
+                await asyncio.to_thread(self._spool.reject, [ev], str(exc))
+                continue
+            if replaying:
+                self.replayed += 1
+            else:
+                self.written += 1
+
+    async def _spool_append(self, batch: Sequence[Event]) -> None:
+        assert self._spool is not None
+        async with self._spool_lock:
+            await asyncio.to_thread(self._spool.append, batch)
+            self.spooled += len(batch)
+            self.spooling = True
+        self._wake.set()
+
+    # ---- replay ----
+    async def _replay_loop(self) -> None:
+        delay = self._retry_interval
+        while True:
+            if not self.spooling:
+                if self._closing:
+                    return
+                await self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                await self._replay_once()
+                delay = self._retry_interval
+            except StoreUnavailable as exc:
+                self.failures += 1
+                if self._closing:
+                    log.warning("database still unavailable at shutdown; events stay spooled: %s", exc)
+                    return
+                log.info("spool replay failed, retrying in %.2fs: %s", delay, exc)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                delay = min(delay * 2, self._max_retry_interval)
+
+    async def _replay_once(self) -> None:
+        """Replay every closed segment; clears `spooling` when nothing is left."""
+        assert self._spool is not None
+        spool = self._spool
+        async with self._spool_lock:
+            segments = await asyncio.to_thread(spool.roll)
+            if not segments:
+                self.spooling = False
+                log.info("spool replayed; writing directly to the database again")
+                return
+        await self._store.ping()
+        for seg in segments:
+            chunks = await asyncio.to_thread(spool.load, seg, self._batch_size)
+            for chunk in chunks:
+                try:
+                    await self._store.write_events(chunk)
+                    self.replayed += len(chunk)
+                except StoreUnavailable:
+                    raise
+                except StoreError:
+                    await self._write_one_by_one(chunk, replaying=True)
+            await asyncio.to_thread(spool.remove, seg)
