@@ -301,9 +301,13 @@ def unquote(text: str) -> str:
     return text
 
 
+_QUOTE_RE = re.compile(r'[\\"\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
+
+
 def quote(text: str) -> str:
-    """Make a quoted-string of ``text``."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Make a quoted-string of ``text``; CR and LF cannot be quoted and become spaces."""
+    text = text.replace("\r", " ").replace("\n", " ")
+    return '"' + _QUOTE_RE.sub(lambda m: "\\" + m.group(0), text) + '"'
 
 
 @dataclass
