@@ -124,7 +124,12 @@ class SqliteStore(Store):
             return await loop.run_in_executor(self._executor, job)
         except StoreError:
             raise
-        except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError) as exc:
+        except (
+            sqlite3.IntegrityError,
+            sqlite3.InterfaceError,
+            sqlite3.DataError,
+            sqlite3.ProgrammingError,
+        ) as exc:
             raise StoreError(f"SQLite refused the data: {exc}") from exc
         except (sqlite3.OperationalError, OSError) as exc:
             # Locked, disk full, I/O error, file gone: worth spooling and retrying.
