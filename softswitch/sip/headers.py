@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from softswitch.sip.uri import (
     DISPLAY,
@@ -213,7 +213,19 @@ _UINT32 = 2**32 - 1
 
 
 def _check_uint(value: str, limit: int) -> bool:
-    return _DIGITS_RE.fullmatch(value) is not None and int(value) <= limit
+    return value.isdigit() and value.isascii() and len(value) <= 10 and int(value) <= limit
+
+
+def _check_max_forwards(value: str) -> bool:
+    return value.isdigit() and value.isascii() and len(value) <= 10 and int(value) <= 255
+
+
+def _check_expires(value: str) -> bool:
+    return value.isdigit() and value.isascii() and len(value) <= 10 and int(value) <= _UINT32
+
+
+def _check_content_length(value: str) -> bool:
+    return value.isdigit() and value.isascii() and len(value) <= 10
 
 
 def _check_retry_after(value: str) -> bool:
@@ -222,7 +234,7 @@ def _check_retry_after(value: str) -> bool:
 
 
 # key -> predicate on the raw value; a False result makes the message a 400 (RFC 4475 3.1.2).
-VALUE_CHECKS: dict[str, object] = {
+VALUE_CHECKS: dict[str, Callable[[str], object]] = {
     "via": _VIA_LIST_RE.fullmatch,
     "from": _NAME_ADDR_HDR_RE.fullmatch,
     "to": _NAME_ADDR_HDR_RE.fullmatch,
@@ -230,11 +242,30 @@ VALUE_CHECKS: dict[str, object] = {
     "route": _ROUTE_RE.fullmatch,
     "record-route": _ROUTE_RE.fullmatch,
     "call-id": _CALL_ID_RE.fullmatch,
-    "max-forwards": lambda v: _check_uint(v, 255),
-    "content-length": _DIGITS_RE.fullmatch,
-    "expires": lambda v: _check_uint(v, _UINT32),
-    "min-expires": lambda v: _check_uint(v, _UINT32),
+    "max-forwards": _check_max_forwards,
+    "content-length": _check_content_length,
+    "expires": _check_expires,
+    "min-expires": _check_expires,
     "date": _DATE_RE.fullmatch,
     "retry-after": _check_retry_after,
     "content-type": _CONTENT_TYPE_RE.fullmatch,
 }
+
+
+HeaderInfo = tuple[str, str, "Callable[[str], object] | None"]
+
+
+def _header_info_table() -> dict[str, HeaderInfo]:
+    """(key, canonical name, value check) for every usual spelling of the known header names."""
+    table: dict[str, HeaderInfo] = {}
+    for key, canon in CANONICAL_NAMES.items():
+        for spelling in (canon, key, canon.upper()):
+            table[spelling] = (key, canon, VALUE_CHECKS.get(key))
+    for short, key in COMPACT_FORMS.items():
+        for spelling in (short, short.upper()):
+            table[spelling] = (key, CANONICAL_NAMES[key], VALUE_CHECKS.get(key))
+    return table
+
+
+# Read-only after import: saves the lower()/compact/canonical look-ups on the parser's hot path.
+HEADER_INFO: dict[str, HeaderInfo] = _header_info_table()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from softswitch.sip.errors import SipParseError
@@ -17,6 +17,7 @@ from softswitch.sip.headers import (
     CANONICAL_NAMES,
     COMPACT_FORMS,
     CSEQ_RE,
+    HEADER_INFO,
     LIST_HEADERS,
     SINGLE_HEADERS,
     VALUE_CHECKS,
@@ -391,31 +392,17 @@ def _parse_lines(lines: list[str]) -> Request | Response:
 
     triples: list[tuple[str, str, str]] = []
     append = triples.append
-    compact = COMPACT_FORMS
-    canon_names = CANONICAL_NAMES
-    checks = VALUE_CHECKS
+    info_table = HEADER_INFO
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"Bad Request: header line without colon {line[:80]!r}")
-        low = name.lower()
-        key = compact.get(low)
-        if key is None:
-            key = low
-        canon = canon_names.get(key)
-        if canon is None:
-            stripped = name.rstrip(" \t")
-            if len(stripped) != len(name):
-                low = stripped.lower()
-                key = compact.get(low, low)
-                canon = canon_names.get(key)
-            if canon is None:
-                if not _TOKEN_RE.fullmatch(stripped):
-                    raise SipParseError(f"Bad Request: malformed header name {name[:80]!r}")
-                canon = stripped
+        info = info_table.get(name)
+        if info is None:
+            info = _header_info(name)
+        key, canon, check = info
         value = value.strip(" \t")
-        check = checks.get(key)
-        if check is not None and not check(value):  # type: ignore[operator]
+        if check is not None and not check(value):
             raise SipParseError(f"Bad Request: malformed {canon} {value[:80]!r}")
         if key == "cseq":
             m = CSEQ_RE.fullmatch(value)
@@ -426,6 +413,22 @@ def _parse_lines(lines: list[str]) -> Request | Response:
         append((key, canon, value))
     msg.headers._items = triples
     return msg
+
+
+def _header_info(name: str) -> tuple[str, str, Callable[[str], object] | None]:
+    """Key, serialised name and value check of a header name not in HEADER_INFO's spellings."""
+    stripped = name.rstrip(" \t")
+    info = HEADER_INFO.get(stripped)
+    if info is not None:
+        return info
+    low = stripped.lower()
+    key = COMPACT_FORMS.get(low, low)
+    canon = CANONICAL_NAMES.get(key)
+    if canon is None:
+        if not _TOKEN_RE.fullmatch(stripped):
+            raise SipParseError(f"Bad Request: malformed header name {name[:80]!r}")
+        canon = stripped
+    return key, canon, VALUE_CHECKS.get(key)
 
 
 def _partial(lines: list[str]) -> Request | None:
