@@ -245,6 +245,7 @@ def test_oversize_datagram_is_refused_with_513() -> None:
     (b"INVITE sip:bob@biloxi.example.com HTTP/1.1\r\n\r\n", 400),
     (b"SIP/2.0 2000 OK\r\n\r\n", 400),
     (b"SIP/2.0 099 Low\r\n\r\n", 400),
+    (b"SIP/2.0 700 Beyond\r\n\r\n", 400),
     (b"SIP/2.0\r\n\r\n", 400),
     (b"INV ITE sip:a@b SIP/2.0\r\n\r\n", 400),
     (b"INVITE sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n", 400),

@@ -375,7 +375,8 @@ def _parse_lines(lines: list[str]) -> Request | Response:
             raise SipParseError(f"Bad Request: malformed status line {start[:80]!r}")
         _check_version(parts[0], start)
         code = parts[1]
-        if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] == "0":
+        # Status classes 1xx to 6xx exist (RFC 3261 section 21); anything else is malformed.
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or not "1" <= code[0] <= "6":
             raise SipParseError(f"Bad Request: malformed status code {code[:20]!r}")
         msg = Response(int(code), parts[2] if len(parts) == 3 else "", Headers._from_triples([]))
         method = None
@@ -538,7 +539,7 @@ class StreamParser:
                 if n is None:
                     raise SipParseError("Bad Request: missing Content-Length on a stream", 400,
                                         msg if isinstance(msg, Request) else None)
-                if len({v for k, _, v in msg.headers._items if k == "content-length"}) > 1:
+                if len({int(v) for k, _, v in msg.headers._items if k == "content-length"}) > 1:
                     raise SipParseError("Bad Request: conflicting Content-Length values", 400,
                                         msg if isinstance(msg, Request) else None)
                 end = idx + 4 + n
