@@ -835,3 +835,25 @@ def test_cancelled_timers_do_not_accumulate_in_the_heap(layer: TransactionLayer)
     assert len(layer._heap) < 3 * 5000
     drive(layer, 100.0)
     assert len(layer) == 0 and layer.next_deadline() is None
+
+
+def test_cancelled_invite_without_final_response_terminates_after_64_t1(layer: TransactionLayer) -> None:
+    req = outgoing()
+    tx, _ = layer.send_request(req, PEER, 0.0)
+    layer.receive(answer(req, 180), PEER, 0.1)
+    layer.cancel(tx, 10.0)
+    layer.receive(answer(req, 183), PEER, 11.0)  # a later provisional does not extend the wait
+    fired = drive(layer, 100.0)
+    assert (42.0, TransactionTimeout(tx, "cancel")) in fired
+    assert (42.0, TransactionTerminated(tx)) in fired
+    assert len(layer) == 0
+
+
+def test_cancel_guard_replaces_timer_c() -> None:
+    layer = TransactionLayer(TimerSettings(timer_c=20.0))
+    req = outgoing()
+    tx, _ = layer.send_request(req, PEER, 0.0)
+    layer.receive(answer(req, 180), PEER, 0.0)
+    layer.cancel(tx, 1.0)
+    timeouts = [o.timer for o in of_type(drive(layer, 100.0), TransactionTimeout) if o.tx is tx]
+    assert timeouts == ["cancel"]

@@ -45,6 +45,8 @@ Choices worth knowing:
 * Every ACK that no INVITE server transaction absorbs (ACK for 2xx, and ACK matched in the RFC 6026
   Accepted state) is handed to the TU as ``AckReceived``.
 * Timer A doubles without a cap (RFC 3261 17.1.1.2); timers E and G are capped at T2.
+* An INVITE client transaction that sent a CANCEL and got no final response 64*T1 later reports
+  ``TransactionTimeout(tx, 'cancel')`` and terminates (RFC 3261 9.1), so a silent peer cannot leak it.
 * Timer C (RFC 3261 16.6, optional) reports ``TransactionTimeout(tx, 'C')`` on an INVITE client
   transaction that has been in Proceeding that long without a new provisional response; the
   transaction stays alive and the TU decides (usually CANCEL).
@@ -147,7 +149,7 @@ _SLOT = {
     "A": "_t_retx", "E": "_t_retx", "G": "_t_retx",
     "B": "_t_life", "D": "_t_life", "F": "_t_life", "H": "_t_life", "I": "_t_life",
     "J": "_t_life", "K": "_t_life", "L": "_t_life", "M": "_t_life",
-    "C": "_t_aux", "100": "_t_aux",
+    "C": "_t_aux", "100": "_t_aux", "cancel": "_t_aux",
 }
 _SLOTS = ("_t_retx", "_t_life", "_t_aux")
 _TIMEOUT_TIMERS = frozenset({"B", "F", "H"})
@@ -416,6 +418,11 @@ class TransactionLayer:
         elif name == "C":
             if st is State.PROCEEDING:
                 out.append(TransactionTimeout(tx, "C"))
+        elif name == "cancel":
+            # RFC 3261 9.1: no final response 64*T1 after the CANCEL: consider the INVITE cancelled.
+            if st is State.PROCEEDING:
+                out.append(TransactionTimeout(tx, "cancel"))
+                self._terminate(tx, out)
         else:
             if name in _TIMEOUT_TIMERS:
                 out.append(TransactionTimeout(tx, name))
@@ -508,7 +515,8 @@ class TransactionLayer:
                 if tx.cancel_pending:
                     tx.cancel_pending = False
                     out.extend(self._send_cancel(tx, now))
-            if self.timers.timer_c is not None and (st is State.CALLING or status > 100):
+            if (self.timers.timer_c is not None and tx.cancel_tx is None
+                    and (st is State.CALLING or status > 100)):
                 self._arm(tx, "C", self.timers.timer_c, now)
         elif status < 300:
             if early:
@@ -770,6 +778,7 @@ class TransactionLayer:
         headers.append(("CSeq", f"{req.cseq[0]} CANCEL"))
         cancel_tx, out = self.send_request(Request("CANCEL", req.uri, headers), tx.dest, now)
         tx.cancel_tx = cancel_tx
+        self._arm(tx, "cancel", self.timers.sixty_four(self.timers.timer_b), now)  # replaces timer C
         return out
 
     # --- transport errors ------------------------------------------------------------------------
