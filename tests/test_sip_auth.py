@@ -350,12 +350,24 @@ def test_tampered_nonce_is_rejected() -> None:
     header = _login(server)
     nonce = parse_auth_header(header)[1]["nonce"]
     for i in range(len(nonce)):
-        swapped = nonce[:i] + ("A" if nonce[i] != "A" else "B") + nonce[i + 1 :]
+        # Another valid hex digit, so the nonce still looks well formed and only the HMAC can tell.
+        swapped = nonce[:i] + ("0" if nonce[i] != "0" else "1") + nonce[i + 1 :]
         # Re-sign with the real password: only the nonce's own integrity can catch this.
         forged = DigestClient().authorization(
             build_challenge(REALM, swapped, algorithm="SHA-256"), "REGISTER", RURI, "alice", "wonderland"
         )
         assert server.verify("REGISTER", forged, _users(), 1.0).reason == "bad-nonce", i
+
+
+def test_refreshing_an_expired_nonce_timestamp_is_rejected() -> None:
+    server = _server(nonce_ttl=300)
+    old = parse_auth_header(server.challenge(0.0)[0])[1]["nonce"]
+    fresh = parse_auth_header(server.challenge(1000.0)[0])[1]["nonce"]
+    forged_nonce = fresh[:16] + old[16:]  # new timestamp, old random part and tag
+    forged = DigestClient().authorization(
+        build_challenge(REALM, forged_nonce, algorithm="SHA-256"), "REGISTER", RURI, "alice", "wonderland"
+    )
+    assert server.verify("REGISTER", forged, _users(), 1000.0).reason == "bad-nonce"
 
 
 def test_nonce_from_another_secret_or_realm_is_rejected() -> None:

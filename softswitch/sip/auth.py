@@ -8,8 +8,6 @@ the current time is always an argument.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -77,14 +75,24 @@ ALGORITHMS: tuple[str, ...] = tuple(
 )
 
 
+def _algorithm_table() -> Mapping[str, tuple[str, bool]]:
+    table: dict[str, tuple[str, bool]] = {}
+    for base in _HASHES:
+        table[base] = (base, False)
+        table[base + "-SESS"] = (base, True)
+    return MappingProxyType(table)
+
+
+# Upper-cased algorithm token -> (base hash name, is-session-variant); a dict hit is the hot path.
+_ALGORITHM_TABLE = _algorithm_table()
+
+
 def _split_algorithm(algorithm: str) -> tuple[str, bool]:
     """Return (base hash name, is-session-variant) for an algorithm token, or raise AuthError."""
-    name = algorithm.upper()
-    sess = name.endswith("-SESS")
-    base = name[:-5] if sess else name
-    if base not in _HASHES:
+    found = _ALGORITHM_TABLE.get(algorithm.upper())
+    if found is None:
         raise AuthError(f"unsupported digest algorithm {algorithm!r}")
-    return base, sess
+    return found
 
 
 def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
@@ -269,8 +277,8 @@ class AuthResult:
 
 _NONCE_RAW = 8 + 8  # signed millisecond timestamp + random
 _NONCE_TAG = 16  # truncated HMAC-SHA-256
-_NONCE_LEN = 43  # base64url of 32 bytes without padding
-_NONCE_RE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+_NONCE_LEN = 2 * (_NONCE_RAW + _NONCE_TAG)  # lower-case hex: canonical, and fromhex is the fastest decoder
+_NONCE_RE = re.compile(r"[0-9a-f]{64}\Z")
 _NC_RE = re.compile(r"[0-9a-fA-F]{8}\Z")
 
 
@@ -329,16 +337,13 @@ class DigestServer:
         """A fresh nonce stamped with ``now``."""
         raw = struct.pack(">q", int(now * 1000)) + secrets.token_bytes(8)
         tag = hmac.digest(self._secret, self._realm_prefix + raw, "sha256")[:_NONCE_TAG]
-        return base64.urlsafe_b64encode(raw + tag).decode("ascii").rstrip("=")
+        return (raw + tag).hex()
 
     def _decode_nonce(self, nonce: str) -> tuple[bytes, int] | None:
         """(tag, issue time in ms) for a nonce this server issued, else None."""
         if len(nonce) != _NONCE_LEN or _NONCE_RE.match(nonce) is None:
             return None
-        try:
-            blob = base64.urlsafe_b64decode(nonce + "=")
-        except (binascii.Error, ValueError):
-            return None
+        blob = bytes.fromhex(nonce)
         raw, tag = blob[:_NONCE_RAW], blob[_NONCE_RAW:]
         expected = hmac.digest(self._secret, self._realm_prefix + raw, "sha256")[:_NONCE_TAG]
         if not hmac.compare_digest(tag, expected):
