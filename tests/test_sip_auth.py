@@ -18,6 +18,7 @@ from softswitch.sip.auth import (
     StaticCredentials,
     build_challenge,
     compute_response,
+    credentials_subject,
     find_credentials,
     ha1,
     parse_auth_header,
@@ -509,6 +510,18 @@ def test_extended_username_parameter_is_understood() -> None:
     del params["username"]
     rebuilt = scheme + " username*=UTF-8''J%C3%A4s%C3%B8n, " + ", ".join(f'{k}="{v}"' for k, v in params.items())
     assert server.verify("REGISTER", rebuilt, lookup, 1.0).username == "Jäsøn"
+
+
+def test_credentials_subject_names_user_realm_and_base_algorithm_for_async_lookups() -> None:
+    server = _server(algorithms=("SHA-256-sess",))
+    header = _login(server)
+    subject = credentials_subject(header)
+    assert subject == ("alice", REALM, "SHA-256")
+    stored = ha1(*subject[:2], "wonderland", subject[2])
+    assert server.verify("REGISTER", header, lambda u, r, a: stored, 1.0).ok
+    assert credentials_subject("Basic abc") is None
+    assert credentials_subject('Digest realm="r"') is None
+    assert credentials_subject('Digest username="u", realm="r", algorithm=ROT13') is None
 
 
 def test_find_credentials_picks_the_value_for_our_realm() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from softswitch.sip.guard import AuthFailureGuard, Ban, RateLimiter
+from softswitch.sip.guard import AuthFailureGuard, Ban, RateLimiter, source_key
 
 IP = "203.0.113.7"
 OTHER = "198.51.100.9"
@@ -265,3 +265,38 @@ def test_limiter_rejects_nonsense_settings() -> None:
         RateLimiter(rate=0.0, burst=1)
     with pytest.raises(ValueError):
         RateLimiter(rate=1.0, burst=0)
+
+
+# ----------------------------------------------------------------------------------------- source_key
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("[2001:db8:1:2::9]", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.5", "192.0.2.5"),
+        ("not:an:address", "not:an:address"),
+        ("ws-client-7", "ws-client-7"),
+    ],
+)
+def test_source_key_groups_ipv6_by_prefix(address: str, key: str) -> None:
+    assert source_key(address) == key
+
+
+def test_source_key_prefix_is_configurable() -> None:
+    assert source_key("2001:db8:1:2:3:4:5:6", 128) == "2001:db8:1:2:3:4:5:6/128"
+    assert source_key("2001:db8:1:2:3:4:5:6", 48) == "2001:db8:1::/48"
+    with pytest.raises(ValueError):
+        source_key("2001:db8::1", 129)
+
+
+def test_rotating_ipv6_addresses_in_one_prefix_get_banned_together() -> None:
+    guard = AuthFailureGuard()
+    for i in range(9):
+        assert not guard.record_failure(source_key(f"2001:db8:0:1::{i + 1:x}"), 0.0)
+    assert guard.record_failure(source_key("2001:db8:0:1::ffff"), 0.0)
+    assert guard.is_banned(source_key("2001:db8:0:1:abcd::1"), 1.0)
+    assert not guard.is_banned(source_key("2001:db8:0:2::1"), 1.0)

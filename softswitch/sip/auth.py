@@ -31,6 +31,7 @@ __all__ = [
     "StaticCredentials",
     "build_challenge",
     "compute_response",
+    "credentials_subject",
     "find_credentials",
     "ha1",
     "parse_auth_header",
@@ -397,6 +398,7 @@ class DigestServer:
         ``credentials_lookup`` receives the base algorithm ("MD5", "SHA-256", ...; never a -sess name)
         and returns the stored HA1 in hex, or None for an unknown user.  ``request_uri`` (the
         Request-URI as received) is compared with the digest ``uri`` parameter when given.
+        Exceptions raised by ``credentials_lookup`` propagate: a store outage is not a wrong password.
         """
         try:
             scheme, p = parse_auth_header(header_value)
@@ -514,6 +516,27 @@ def _decode_ext_value(value: str) -> str | None:
     try:
         return unquote(encoded, encoding="utf-8", errors="strict")
     except UnicodeDecodeError:
+        return None
+
+
+def credentials_subject(header_value: str) -> tuple[str, str, str] | None:
+    """(username, realm, base algorithm) named by a credentials value, or None if it is unusable.
+
+    For shells whose user store is asynchronous: await the HA1 for these, then call
+    ``DigestServer.verify`` with a lookup that returns it.
+    """
+    try:
+        scheme, p = parse_auth_header(header_value)
+        if scheme.lower() != "digest":
+            return None
+        username = p.get("username")
+        if username is None and "username*" in p:
+            username = _decode_ext_value(p["username*"])
+        realm = p.get("realm")
+        if username is None or realm is None:
+            return None
+        return username, realm, _split_algorithm(p.get("algorithm", "MD5"))[0]
+    except AuthError:
         return None
 
 

@@ -7,10 +7,33 @@ under a flood from many addresses (oldest entries are dropped first), so a scann
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AuthFailureGuard", "Ban", "RateLimiter"]
+__all__ = ["AuthFailureGuard", "Ban", "RateLimiter", "source_key"]
+
+
+def source_key(address: str, ipv6_prefix: int = 64) -> str:
+    """The key to count a source under: an IPv4 address as is, an IPv6 address by its prefix.
+
+    One IPv6 subscriber usually holds a whole /64, so keying on the full address would let a single
+    attacker rotate through 2**64 identities.  IPv4-mapped IPv6 addresses count as their IPv4 form.
+    Text that is not an IP address is returned unchanged.
+    """
+    if ":" not in address:
+        return address  # IPv4 (transports hand over canonical dotted quads) or a name
+    try:
+        ip = ipaddress.IPv6Address(address.strip("[]"))
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if not 0 <= ipv6_prefix <= 128:
+        raise ValueError("ipv6_prefix must be within 0..128")
+    host_bits = 128 - ipv6_prefix
+    # Plain integer masking: building an IPv6Network object costs several times more.
+    return f"{ipaddress.IPv6Address(int(ip) >> host_bits << host_bits)}/{ipv6_prefix}"
 
 
 @dataclass(frozen=True, slots=True)
