@@ -155,7 +155,7 @@ class Simulator:
             self._push(now + load.patience(rng), _ABANDON, cid)
         number = ""
         if load.returning_share and rng.random() < load.returning_share:
-            number = f"cust{rng.randrange(load.customers)}"
+            number = f"{load.queue}-cust{rng.randrange(load.customers)}"
         self._apply(
             self.engine.caller_joined(cid, load.queue, now, priority=load.priority, skills=load.skills, number=number),
             now,
