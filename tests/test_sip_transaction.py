@@ -857,3 +857,54 @@ def test_cancel_guard_replaces_timer_c() -> None:
     layer.cancel(tx, 1.0)
     timeouts = [o.timer for o in of_type(drive(layer, 100.0), TransactionTimeout) if o.tx is tx]
     assert timeouts == ["cancel"]
+
+
+# --- configuration and API details -----------------------------------------------------------------
+def test_timer_overrides_replace_64_t1() -> None:
+    layer = TransactionLayer(TimerSettings(timer_b=5.0, timer_f=3.0, timer_d=0.0))
+    itx, _ = layer.send_request(outgoing(), PEER, 0.0)
+    ntx, _ = layer.send_request(outgoing("OPTIONS"), PEER, 0.0)
+    timeouts = [(t, o.timer) for t, o in drive(layer, 10.0) if isinstance(o, TransactionTimeout)]
+    assert timeouts == [(3.0, "F"), (5.0, "B")]
+    req = outgoing()
+    layer.send_request(req, PEER, 20.0)
+    out = layer.receive(answer(req, 486), PEER, 20.1)
+    assert isinstance(out[-1], TransactionTerminated)  # timer D of 0 ends Completed at once
+
+
+def test_websocket_and_tls_count_as_reliable() -> None:
+    assert Addr("ws", "h", 80).reliable and Addr("tls", "h", 5061).reliable and Addr("wss", "h", 443).reliable
+    assert not Addr("udp", "h", 5060).reliable
+
+
+def test_non_invite_server_sends_no_automatic_100(layer: TransactionLayer) -> None:
+    new_request(layer, "OPTIONS")
+    assert drive(layer, 10.0) == []
+
+
+def test_automatic_100_echoes_timestamp(layer: TransactionLayer) -> None:
+    layer.receive(request("INVITE", extra="Timestamp: 54\r\n"), PEER, 0.0)
+    (send,) = sends(drive(layer, 1.0))
+    assert sent_message(send).headers.get("Timestamp") == "54"
+
+
+def test_response_destination_given_by_tu_is_kept_for_retransmissions(layer: TransactionLayer) -> None:
+    req, tx = new_invite(layer)
+    other = Addr("udp", "198.51.100.7", 5070)
+    layer.send_response(make_response(req, 486, to_tag="t1"), 0.0, other)
+    assert {s.dest for s in sends(drive(layer, 3.0))} == {other}
+
+
+def test_outputs_offer_aliases_used_by_the_node(layer: TransactionLayer) -> None:
+    req, tx = new_invite(layer)
+    (received,) = of_type(layer.receive(request("OPTIONS", branch="z9hG4bKopt"), PEER, 0.0), RequestReceived)
+    assert received.source == PEER and received.transaction is received.server_tx
+    cancel = of_type(layer.receive(request("CANCEL"), PEER, 0.1), CancelReceived)[0]
+    assert cancel.invite is tx
+    creq = outgoing("OPTIONS")
+    ctx, _ = layer.send_request(creq, PEER, 0.0)
+    ok = answer(creq, 200)
+    (resp,) = layer.receive(ok, PEER, 0.1)
+    assert resp.transaction is ctx  # type: ignore[union-attr]
+    assert TransactionTimeout(ctx, "F").transaction is ctx
+    assert TransactionTerminated(ctx).transaction is ctx and TransportFailure(ctx).transaction is ctx

@@ -232,6 +232,16 @@ class RequestReceived:
     request: Request
     server_tx: ServerTransaction
 
+    @property
+    def source(self) -> Addr:
+        """Where the request came from."""
+        return self.server_tx.source
+
+    @property
+    def transaction(self) -> ServerTransaction:
+        """Alias of ``server_tx``."""
+        return self.server_tx
+
 
 @dataclass(frozen=True, slots=True)
 class AckReceived:
@@ -248,6 +258,11 @@ class CancelReceived:
     cancel_request: Request
     invite_server_tx: ServerTransaction
 
+    @property
+    def invite(self) -> ServerTransaction:
+        """Alias of ``invite_server_tx``."""
+        return self.invite_server_tx
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
@@ -255,6 +270,11 @@ class ResponseReceived:
 
     response: Response
     client_tx: ClientTransaction
+
+    @property
+    def transaction(self) -> ClientTransaction:
+        """Alias of ``client_tx``."""
+        return self.client_tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +292,11 @@ class TransactionTimeout:
     tx: Transaction
     timer: str
 
+    @property
+    def transaction(self) -> Transaction:
+        """Alias of ``tx``."""
+        return self.tx
+
 
 @dataclass(frozen=True, slots=True)
 class TransactionTerminated:
@@ -279,12 +304,22 @@ class TransactionTerminated:
 
     tx: Transaction
 
+    @property
+    def transaction(self) -> Transaction:
+        """Alias of ``tx``."""
+        return self.tx
+
 
 @dataclass(frozen=True, slots=True)
 class TransportFailure:
     """The transport could not send for this transaction (RFC 3261 17.1.4 / 17.2.4)."""
 
     tx: Transaction
+
+    @property
+    def transaction(self) -> Transaction:
+        """Alias of ``tx``."""
+        return self.tx
 
 
 Output = (Send | RequestReceived | AckReceived | CancelReceived | ResponseReceived | StrayResponse
