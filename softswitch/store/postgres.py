@@ -207,7 +207,12 @@ class PostgresStore(Store):
                 raise StoreError(f"PostgreSQL refused the data: {exc}") from exc
             if isinstance(
                 exc,
-                OSError | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError | ConnectionError,
+                OSError
+                | TimeoutError
+                | asyncpg.PostgresError
+                | asyncpg.InterfaceError
+                | asyncpg.InternalClientError  # e.g. a pool resetting a connection that just died
+                | ConnectionError,
             ):
                 raise StoreUnavailable(f"PostgreSQL unavailable: {type(exc).__name__}: {exc}") from exc
             raise

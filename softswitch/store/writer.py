@@ -114,12 +114,15 @@ class StoreWriter:
         self._intake = None
         self._replayer = None
 
-    async def drain(self, limit: float = 30.0) -> None:
-        """Wait until every event published so far is in the database (tests, graceful hand-over)."""
+    async def drain(self, limit: float = 30.0, *, spool_counts: bool = False) -> None:
+        """Wait until every event published so far is in the database (tests, graceful hand-over).
+
+        With `spool_counts`, events safely in the spool count as written too.
+        """
         deadline = time.monotonic() + limit
         while True:
             idle = self._queue is not None and self._queue.empty() and not self._busy
-            if idle and not self.spooling:
+            if idle and (spool_counts or not self.spooling):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -224,8 +227,10 @@ class StoreWriter:
             try:
                 await self._replay_once()
                 delay = self._retry_interval
-            except StoreUnavailable as exc:
+            except Exception as exc:  # an unexpected error must not end the replays either
                 self.failures += 1
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("spool replay failed unexpectedly")
                 if self._closing:
                     log.warning("database still unavailable at shutdown; events stay spooled: %s", exc)
                     return
