@@ -354,7 +354,9 @@ class AcdEngine:
         if c.state == CONNECTED:
             return self.call_ended(caller, now)
         out: list[Decision] = []
+        preferred = c.preferred
         self._drop_caller(c, now, out, "caller hung up")
+        c.preferred = preferred  # kept for a caller who calls straight back
         self.stats.abandoned(c.queue, now, now - c.join_time)
         grace = self._queues[c.queue].cfg.rejoin_grace
         if grace > 0 and c.key and c.callback_number is None:

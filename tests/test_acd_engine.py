@@ -397,6 +397,20 @@ def test_caller_who_hangs_up_and_calls_straight_back_keeps_place_and_wait() -> N
     assert of(d, Connect)[0].wait == 24.0
 
 
+def test_caller_who_calls_straight_back_still_waits_for_their_prior_handler() -> None:
+    eng = make(QueueConfig("q", affinity_wait=60, rejoin_grace=30, ring_timeout=100), [agent("a"), agent("b")], login=False)
+    eng.affinity.record_handler("0311", "b", 0.0)
+    eng.agent_logged_in("b", 0.0)
+    busy_all(eng, ["b"], 1.0)
+    eng.agent_logged_in("a", 1.0)
+    eng.caller_joined("first", "q", 2.0, number="0311")
+    eng.caller_left("first", 5.0)
+    d = eng.caller_joined("again", "q", 10.0, number="0311")
+    assert of(d, Offer) == []  # a is free, but the caller still waits for b
+    d = eng.call_ended("filler0-b", 20.0)
+    assert offer_to(d) == [("again", "b")]
+
+
 def test_calling_back_after_the_grace_is_a_new_wait() -> None:
     eng = make(QueueConfig("q", rejoin_grace=30), [agent("a")])
     busy_all(eng, ["a"], 0.0)
