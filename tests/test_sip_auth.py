@@ -383,11 +383,38 @@ def test_nonce_from_another_secret_or_realm_is_rejected() -> None:
         assert server.verify("REGISTER", forged, _users(), 1.0).reason == "bad-nonce"
 
 
-def test_made_up_nonce_is_rejected() -> None:
+def test_made_up_nonce_is_rejected_even_with_the_right_password() -> None:
+    server = _server()
+    for nonce in ("", "abc", "A" * 64, "0" * 64, "g" * 64, "0" * 63):
+        forged = DigestClient().authorization(
+            build_challenge(REALM, nonce, algorithm="SHA-256"), "REGISTER", RURI, "alice", "wonderland"
+        )
+        result = server.verify("REGISTER", forged, _users(), 1.0)
+        assert (result.ok, result.reason, result.username) == (False, "bad-nonce", None)
+
+
+def test_foreign_nonce_with_right_password_is_stale_so_phones_recover_after_a_secret_change() -> None:
+    before = DigestServer(REALM, b"old-secret-old-secret-old-secret")
+    after = DigestServer(REALM, b"new-secret-new-secret-new-secret")
+    client = DigestClient()
+    result = after.verify("REGISTER", _login(before, client=client), _users(), 1.0)
+    assert (result.ok, result.stale, result.reason) == (False, True, "bad-nonce")
+    assert after.verify("REGISTER", _login(after, 1.0, client=client), _users(), 1.5).ok
+
+
+def test_foreign_nonce_with_wrong_password_is_a_plain_failure() -> None:
+    other = DigestServer(REALM, b"x" * 32)
+    result = _server().verify("REGISTER", _login(other, password="guess"), _users(), 1.0)
+    assert (result.ok, result.stale, result.reason) == (False, False, "bad-credentials")
+
+
+def test_tampered_nonce_with_a_stale_digest_is_a_plain_failure() -> None:
     server = _server()
     header = _login(server)
-    for nonce in ("", "abc", "A" * 43, "!" * 43, "A" * 44):
-        assert server.verify("REGISTER", _replace_param(header, "nonce", nonce), _users(), 1.0).reason == "bad-nonce"
+    nonce = parse_auth_header(header)[1]["nonce"]
+    tampered = _replace_param(header, "nonce", ("1" if nonce[0] != "1" else "2") + nonce[1:])
+    result = server.verify("REGISTER", tampered, _users(), 1.0)
+    assert (result.ok, result.stale, result.reason) == (False, False, "bad-credentials")
 
 
 # -------------------------------------------------------------------------------- credential checks
@@ -470,6 +497,18 @@ def test_missing_qop_is_refused_when_qop_was_offered() -> None:
         build_challenge(REALM, nonce, algorithm="SHA-256", qop=None), "REGISTER", RURI, "alice", "wonderland"
     )
     assert server.verify("REGISTER", legacy, _users(), 1.0).reason == "unsupported-qop"
+
+
+def test_qop_token_case_is_hashed_as_sent() -> None:
+    server = _server()
+    params = parse_auth_header(_login(server))[1]
+    params["qop"] = "AUTH"
+    params["response"] = compute_response(
+        algorithm="SHA-256", ha1_value=ha1("alice", REALM, "wonderland", "SHA-256"), nonce=params["nonce"],
+        method="REGISTER", uri=RURI, qop="AUTH", nc=params["nc"], cnonce=params["cnonce"],
+    )
+    header = "Digest " + ", ".join(f'{k}="{v}"' for k, v in params.items())
+    assert server.verify("REGISTER", header, _users(), 1.0).ok
 
 
 def test_server_without_qop_accepts_rfc2069_clients() -> None:

@@ -128,7 +128,7 @@ def compute_response(
         if cnonce is None:
             raise AuthError("a -sess algorithm needs a cnonce")
         key = h(f"{key}:{nonce}:{cnonce}".encode())
-    if qop == "auth-int":
+    if qop is not None and qop.lower() == "auth-int":
         ha2 = h(f"{method}:{uri}:{h(body)}".encode())
     else:
         ha2 = h(f"{method}:{uri}".encode())
@@ -264,7 +264,8 @@ class AuthResult:
     """Outcome of DigestServer.verify.
 
     ``username`` is set only when ``ok``.  ``stale`` means the client knew the password but the nonce
-    is no longer usable: answer with ``challenge(now, stale=True)`` and do not count a failure.
+    is no longer usable (expired, replayed, or not ours): answer with ``challenge(now, stale=True)``
+    and do not count a failure.
     ``claimed_username`` is for logs only; an unknown user and a wrong password give the same result.
     """
 
@@ -426,8 +427,7 @@ class DigestServer:
         nc = p.get("nc")
         cnonce = p.get("cnonce")
         if qop is not None:
-            qop = qop.lower()
-            if qop not in self._qops:
+            if qop.lower() not in self._qops:
                 return _FAIL_QOP
             if nc is None or cnonce is None or _NC_RE.match(nc) is None:
                 return _FAIL_MALFORMED
@@ -439,10 +439,10 @@ class DigestServer:
         if request_uri is not None and not _uri_matches(uri, request_uri):
             return _FAIL_URI
 
+        # Checked after the digest: a client holding a nonce we cannot vouch for (issued before a
+        # restart or secret rotation, or by another node) but the right password gets stale=true
+        # and silently retries, as RFC 7616 3.3 intends; a wrong digest is a failure either way.
         decoded = self._decode_nonce(nonce)
-        if decoded is None:
-            return _FAIL_NONCE
-        tag, issued_ms = decoded
 
         stored = credentials_lookup(username, realm, base)
         dummy = self._dummy_ha1[base]
@@ -468,6 +468,9 @@ class DigestServer:
             return AuthResult(False, None, False, AuthReason.BAD_CREDENTIALS, username, algorithm)
 
         # From here the client proved it knows the password; problems are about freshness only.
+        if decoded is None:
+            return AuthResult(False, None, True, AuthReason.BAD_NONCE, username, algorithm)
+        tag, issued_ms = decoded
         if self._is_stale(issued_ms, now):
             return AuthResult(False, None, True, AuthReason.STALE_NONCE, username, algorithm)
         if nc is not None:
@@ -494,7 +497,6 @@ _FAIL_REALM = AuthResult(False, None, False, AuthReason.WRONG_REALM)
 _FAIL_ALGORITHM = AuthResult(False, None, False, AuthReason.UNSUPPORTED_ALGORITHM)
 _FAIL_QOP = AuthResult(False, None, False, AuthReason.UNSUPPORTED_QOP)
 _FAIL_URI = AuthResult(False, None, False, AuthReason.URI_MISMATCH)
-_FAIL_NONCE = AuthResult(False, None, False, AuthReason.BAD_NONCE)
 
 
 def _uri_matches(digest_uri: str, request_uri: str) -> bool:
