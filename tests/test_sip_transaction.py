@@ -908,3 +908,39 @@ def test_outputs_offer_aliases_used_by_the_node(layer: TransactionLayer) -> None
     assert resp.transaction is ctx  # type: ignore[union-attr]
     assert TransactionTimeout(ctx, "F").transaction is ctx
     assert TransactionTerminated(ctx).transaction is ctx and TransportFailure(ctx).transaction is ctx
+
+
+def test_every_conformance_request_is_handled_and_drains(layer: TransactionLayer) -> None:
+    # The torture messages of RFC 4475 / RFC 5118 that parse must never break matching or leak.
+    handled = 0
+    for path in sorted(CONFORMANCE.parent.glob("*/*.dat")):
+        try:
+            msg = parse_message(path.read_bytes())
+        except ValueError:
+            continue
+        for out in layer.receive(msg, PEER, 0.0) + layer.receive(msg, PEER_TCP, 0.1):
+            if isinstance(out, RequestReceived):
+                handled += 1
+                layer.send_response(make_response(out.request, 200, to_tag="x"), 0.2, tx=out.server_tx)
+    assert handled >= 20
+    drive(layer, 1000.0)
+    assert len(layer) == 0
+
+
+def stale_entries(layer: TransactionLayer) -> int:
+    from softswitch.sip.transaction import _SLOT
+    return sum(1 for _, seq, tx, name in layer._heap if getattr(tx, _SLOT[name]) != seq)
+
+
+def test_heap_compaction_while_timers_fire_keeps_every_timer_once(layer: TransactionLayer) -> None:
+    reqs = [outgoing() for _ in range(2000)]
+    for req in reqs:
+        layer.send_request(req, PEER, 0.0)
+    for req in reqs[:1500]:
+        layer.receive(answer(req, 180), PEER, 0.1)  # disarms A and B: 3000 stale entries
+    assert layer._stale == stale_entries(layer) == 3000
+    first = layer.tick(0.5)  # the 500 re-arming timer A compact the heap mid-tick
+    assert len(sends(first)) == 500
+    assert layer._stale == stale_entries(layer)
+    assert len(sends(layer.tick(1.5))) == 500
+    assert layer._stale == stale_entries(layer) and len(layer._heap) < 2000

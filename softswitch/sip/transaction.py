@@ -405,8 +405,10 @@ class TransactionLayer:
             self._stale += 1
 
     def _compact(self) -> None:
-        self._heap = [e for e in self._heap if getattr(e[2], _SLOT[e[3]]) == e[1]]
-        heapq.heapify(self._heap)
+        # In place: tick() holds a reference to the list while firing timers that re-arm.
+        heap = self._heap
+        heap[:] = [e for e in heap if getattr(e[2], _SLOT[e[3]]) == e[1]]
+        heapq.heapify(heap)
         self._stale = 0
 
     def next_deadline(self) -> float | None:
