@@ -845,7 +845,7 @@ class AcdEngine:
         del c.offers[aid]
         a.offer = None
         a.caller = None
-        out.append(CancelOffer(caller=cid, agent=aid, offer_id=oid, reason=reason))
+        out.append(CancelOffer(caller=cid, agent=aid, offer_id=oid, queue=c.queue, reason=reason))
         self._set_state(a, agent_state, now, agent_reason, out)
         return c
 

@@ -147,6 +147,7 @@ class CancelOffer(Decision):
     caller: str
     agent: str
     offer_id: int
+    queue: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
