@@ -206,9 +206,10 @@ class MediaSettings(_Strict):
     rtp_ports: Annotated[PortRange, BeforeValidator(_port_range),
                          WithJsonSchema({"type": "string", "pattern": r"^\d+-\d+$", "examples": ["20000-20999"]})
                          ] = Field(default_factory=lambda: PortRange(20000, 20999))
-    recordings_dir: Path = Path("recordings")
-    prompts_dir: Path = Path("prompts")
-    tts_cache_dir: Path = Path("var/tts-cache")
+    # defaults are validated too, so they resolve against the config folder like written values
+    recordings_dir: Path = Field(Path("recordings"), validate_default=True)
+    prompts_dir: Path = Field(Path("prompts"), validate_default=True)
+    tts_cache_dir: Path = Field(Path("var/tts-cache"), validate_default=True)
 
     @field_validator("recordings_dir", "prompts_dir", "tts_cache_dir", mode="before")
     @classmethod
@@ -387,8 +388,8 @@ class NodeConfig(_Strict):
 
     sip: SipSettings = Field(default_factory=SipSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
-    media: MediaSettings = Field(default_factory=MediaSettings)
-    database: str = "sqlite:///var/softswitch.db"
+    media: MediaSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    database: str = Field("sqlite:///var/softswitch.db", validate_default=True)
     api: ApiSettings = Field(default_factory=ApiSettings)
     directory: Directory = Field(default_factory=Directory)
     trunks: list[Trunk] = Field(default_factory=list)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jpholiday
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -59,21 +59,42 @@ def parse_time_range(text: str) -> tuple[int, int]:
     return start, end
 
 
+def _time_range_text(v: str) -> str:
+    parse_time_range(v)
+    return v
+
+
+TimeRange = Annotated[str, AfterValidator(_time_range_text)]
+
+
+def _closed_text(v: str) -> str:
+    try:
+        _closed_matcher(v)
+    except ValueError:
+        raise PydanticCustomError(
+            "closed_day", "bad closed day '{item}'",
+            {"item": v, "hint": "'2026-08-14', '2026-08-13..2026-08-16' or yearly '12-29..01-03'"}) from None
+    return v
+
+
+ClosedDay = Annotated[str, AfterValidator(_closed_text)]
+
+
 class Calendar(BaseModel):
     """Opening hours: `weekly` ranges per day, minus public holidays and `closed` days, plus `open` days."""
 
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field("Asia/Tokyo", description="IANA zone the hours are written in")
-    weekly: dict[str, list[str]] = Field(
+    weekly: dict[str, list[TimeRange]] = Field(
         default_factory=dict,
         description="day or day range ('mon-fri', 'sat', 'weekdays') -> time ranges ('09:00-18:00')")
     public_holidays: Literal["japan", "none"] = Field(
         "japan", description="'japan' closes on Japanese public holidays (jpholiday)")
-    closed: list[str] = Field(
+    closed: list[ClosedDay] = Field(
         default_factory=list,
         description="closed days: '2026-08-14', a range '2026-08-13..2026-08-16' or a yearly '12-29..01-03'")
-    open: dict[str, list[str]] = Field(
+    open: dict[str, list[TimeRange]] = Field(
         default_factory=dict, description="special opening hours for a date ('2026-12-27') overriding the rest")
 
     @field_validator("weekly", "open", mode="before")
@@ -93,43 +114,26 @@ class Calendar(BaseModel):
                                       {"zone": v, "hint": "an IANA name such as 'Asia/Tokyo'"}) from None
         return v
 
-    @field_validator("weekly")
+    @field_validator("weekly", mode="after")
     @classmethod
     def _check_weekly(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for day, ranges in v.items():
+        for day in v:
             try:
                 parse_days(day)
             except ValueError:
                 raise PydanticCustomError(
                     "day", "bad day '{day}'",
                     {"day": day, "hint": "use mon..sun, a range like mon-fri, weekdays or weekend"}) from None
-            for r in ranges:
-                parse_time_range(r)
         return v
 
-    @field_validator("open")
+    @field_validator("open", mode="after")
     @classmethod
     def _check_open(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        for day, ranges in v.items():
+        for day in v:
             try:
                 dt.date.fromisoformat(day)
             except ValueError:
                 raise PydanticCustomError("date", "bad date '{day}'", {"day": day, "hint": "YYYY-MM-DD"}) from None
-            for r in ranges:
-                parse_time_range(r)
-        return v
-
-    @field_validator("closed")
-    @classmethod
-    def _check_closed(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                _closed_matcher(item)
-            except ValueError:
-                raise PydanticCustomError(
-                    "closed_day", "bad closed day '{item}'",
-                    {"item": item, "hint": "'2026-08-14', '2026-08-13..2026-08-16' or yearly '12-29..01-03'"},
-                ) from None
         return v
 
     def local(self, now: float) -> dt.datetime:
