@@ -300,3 +300,23 @@ def test_rotating_ipv6_addresses_in_one_prefix_get_banned_together() -> None:
     assert guard.record_failure(source_key("2001:db8:0:1::ffff"), 0.0)
     assert guard.is_banned(source_key("2001:db8:0:1:abcd::1"), 1.0)
     assert not guard.is_banned(source_key("2001:db8:0:2::1"), 1.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c"]), st.floats(min_value=0.0, max_value=2.0, allow_nan=False)),
+        max_size=60,
+    )
+)
+def test_rate_limiter_matches_a_plain_token_bucket_model(events: list[tuple[str, float]]) -> None:
+    limiter = RateLimiter(rate=2.0, burst=3)
+    model: dict[str, tuple[float, float]] = {}
+    now = 0.0
+    for source, gap in events:
+        now += gap
+        tokens, last = model.get(source, (3.0, now))
+        tokens = min(3.0, tokens + (now - last) * 2.0)
+        expected = tokens >= 1.0
+        model[source] = (tokens - 1.0 if expected else tokens, now)
+        assert limiter.allow(source, now) is expected
