@@ -64,6 +64,7 @@ _BUSY = (AgentState.OFFERED, AgentState.ON_CALL, AgentState.WRAP_UP)
 _UNSTAFFED = (AgentState.OFFLINE, AgentState.PAUSED)
 
 Entry = tuple[float, int, str]  # (virtual join time, sequence, caller id): sort order in a queue
+Signature = tuple[tuple[tuple[str, int], ...], int]  # (required skills, relaxation)
 
 
 class _Agent:
@@ -110,11 +111,14 @@ class _Agent:
 
 
 class _Queue:
-    __slots__ = ("avail", "cfg", "handle_sum", "handle_times", "home_count", "members", "rr_last", "staffed", "tiers", "waiting")
+    __slots__ = ("avail", "by_sig", "cfg", "handle_sum", "handle_times", "home_count", "members", "rr_last", "staffed", "tiers", "waiting")
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
         self.waiting: list[Entry] = []  # home callers and callers who borrowed this queue's agents
+        # The same entries split by requirement signature (skills, relaxation): an agent checks its
+        # skills once per signature instead of once per caller.
+        self.by_sig: dict[Signature, list[Entry]] = {}
         self.home_count = 0
         self.avail: dict[int, dict[str, None]] = {}  # tier -> available agents in longest-idle order
         self.tiers: list[int] = []
@@ -153,6 +157,8 @@ class _Caller:
         "queue",
         "relax",
         "req",
+        "req_key",
+        "sig",
         "state",
     )
 
@@ -161,6 +167,8 @@ class _Caller:
         self.queue = queue
         self.priority = 0
         self.req: dict[str, int] = {}
+        self.req_key: tuple[tuple[str, int], ...] = ()
+        self.sig: Signature = ((), 0)
         self.join_time = now
         self.entry: Entry = (now, 0, cid)
         self.number = ""
@@ -317,6 +325,7 @@ class AcdEngine:
             c.join_time = old.join_time
             c.priority = old.priority
             c.req = old.req
+            c.req_key = old.req_key
             c.entry = (old.entry[0], old.entry[1], caller)
             c.pool = old.pool
             c.relax = old.relax
@@ -331,6 +340,7 @@ class AcdEngine:
             for s, m in (skills or {}).items():
                 req[s] = max(m, req.get(s, 0))
             c.req = req
+            c.req_key = tuple(sorted(req.items()))
             c.entry = (now - priority * cfg.priority_step, next(self._seq), caller)
             self.stats.offered(queue, now)
         self._callers[caller] = c
@@ -594,11 +604,15 @@ class AcdEngine:
             assert self._callers[cid].state == OFFERED
         for q in self._queues.values():
             assert q.waiting == sorted(q.waiting)
+            assert sorted(e for lst in q.by_sig.values() for e in lst) == q.waiting
+            assert all(lst == sorted(lst) and lst for lst in q.by_sig.values())
             for e in q.waiting:
                 assert self._callers[e[2]].state == WAITING
         for c in self._callers.values():
             if c.state == WAITING:
-                assert c.entry in self._queues[c.queue].waiting
+                assert c.sig == (c.req_key, c.relax)
+                for qn in c.pool:
+                    assert c.entry in self._queues[qn].by_sig[c.sig]
             if c.state == OFFERED:
                 assert c.offers
 
@@ -655,16 +669,28 @@ class AcdEngine:
 
     def _insert(self, c: _Caller) -> None:
         c.state = WAITING
+        c.sig = sig = (c.req_key, c.relax)
+        entry = c.entry
         for qn in c.pool:
-            insort(self._queues[qn].waiting, c.entry)
+            q = self._queues[qn]
+            insort(q.waiting, entry)
+            lst = q.by_sig.get(sig)
+            if lst is None:
+                q.by_sig[sig] = [entry]
+            else:
+                insort(lst, entry)
         self._queues[c.queue].home_count += 1
 
     def _remove(self, c: _Caller) -> None:
+        entry = c.entry
         for qn in c.pool:
-            w = self._queues[qn].waiting
-            i = bisect_left(w, c.entry)
-            if i < len(w) and w[i] == c.entry:
-                del w[i]
+            q = self._queues[qn]
+            _discard(q.waiting, entry)
+            lst = q.by_sig.get(c.sig)
+            if lst is not None:
+                _discard(lst, entry)
+                if not lst:
+                    del q.by_sig[c.sig]
         self._queues[c.queue].home_count -= 1
 
     def _schedule_caller_timers(self, c: _Caller, now: float, announce: bool, out: list[Decision]) -> None:
@@ -717,6 +743,25 @@ class AcdEngine:
                 if not d:
                     del self._awaiting[c.preferred]
             c.preferred = None
+
+    def _sig_ok(self, a: _Agent, sig: Signature) -> bool:
+        skills = a.skills
+        req, relax = sig
+        for s, m in req:
+            need = m - relax
+            if skills.get(s, 0) < (need if need > 1 else 1):
+                return False
+        return True
+
+    def _free_for(self, a: _Agent, c: _Caller, now: float) -> bool:
+        """The per-caller checks beyond skills: affinity reservation and recent misses."""
+        if c.preferred is not None and c.preferred != a.id and c.aff_until > now:
+            return False
+        if c.missed:
+            until = c.missed.get(a.id)
+            if until is not None and until > now:
+                return False
+        return True
 
     def _skills_ok(self, a: _Agent, c: _Caller) -> bool:
         skills = a.skills
@@ -802,14 +847,17 @@ class AcdEngine:
             if best_key is not None and tier > best_key[0]:
                 continue
             prio = -q.cfg.priority
-            for entry in q.waiting:
-                key = (tier, prio, entry[0], entry[1])
-                if best_key is not None and key >= best_key:
-                    break
-                c = callers[entry[2]]
-                if self._eligible(a, c, now):
-                    best, best_key = c, key
-                    break
+            for sig, entries in q.by_sig.items():
+                if not self._sig_ok(a, sig):
+                    continue
+                for entry in entries:
+                    key = (tier, prio, entry[0], entry[1])
+                    if best_key is not None and key >= best_key:
+                        break
+                    c = callers[entry[2]]
+                    if self._free_for(a, c, now):
+                        best, best_key = c, key
+                        break
         if best is None:
             return
         if self._queues[best.queue].cfg.strategy is Strategy.RING_ALL:
@@ -1008,14 +1056,22 @@ class AcdEngine:
         if c.next_step < len(cfg.escalation):
             self._push(c.esc_base + cfg.escalation[c.next_step].after, _ESC, c.id, c.gen)
         reason = f"waited {now - c.join_time:.0f}s: escalation step {i + 1}"
-        c.relax += step.relax_proficiency
         added = tuple(qn for qn in step.add_queues if qn not in c.pool and qn in self._queues)
-        for qn in added:
-            c.pool.append(qn)
-            if c.state == WAITING:
-                insort(self._queues[qn].waiting, c.entry)
+        waiting = c.state == WAITING
+        if waiting:
+            self._remove(c)
+        c.relax += step.relax_proficiency
+        c.pool.extend(added)
+        if waiting:
+            self._insert(c)
         out.append(Escalate(caller=c.id, queue=c.queue, step=i + 1, min_proficiency_relaxed_by=c.relax, queues=tuple(c.pool), reason=reason))
         if step.overflow is not None:
             self._overflow(c, step.overflow, now, out, reason)
             return
         self._match_caller(c, now, out, reason)
+
+
+def _discard(lst: list[Entry], entry: Entry) -> None:
+    i = bisect_left(lst, entry)
+    if i < len(lst) and lst[i] == entry:
+        del lst[i]
