@@ -328,3 +328,83 @@ default_context: in
     m = plan.route("in", "111", caller="09011112222", now=0)
     assert m is not None and m.route.name == "vip-caller"
     assert plan.route("in", "111", caller="0701", now=0) is None
+
+
+def test_routes_can_depend_on_the_time_of_the_call() -> None:
+    plan = load_dialplan_text("""
+calendars:
+  c: {weekly: {mon-fri: '09:00-18:00'}}
+contexts:
+  in:
+    routes:
+      - {name: day, match: {open_in: c}, steps: [{hangup: }]}
+      - {name: night, match: {closed_in: c}, steps: [{hangup: }]}
+""", "t.yaml")
+    assert plan.route("in", "1", now=TUESDAY_10).route.name == "day"  # type: ignore[union-attr]
+    assert plan.route("in", "1", now=at(2026, 11, 24, 21)).route.name == "night"  # type: ignore[union-attr]
+    assert plan.route("nope", "1", now=TUESDAY_10) is None
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "dialplans"
+
+
+def mailorder_call(now: float, peak: bool = False) -> tuple[Interpreter, list[c.Command]]:
+    from softswitch.config import load_config
+
+    plan = load_config(EXAMPLES / "mailorder-ja.node.yaml").plan
+    assert plan is not None
+    m = plan.route(plan.context_for(trunk="ntt") or "", "0120123456", caller="09011112222",
+                   did="0120123456", trunk="ntt", now=now)
+    assert m is not None and m.route.name == "freedial"
+    it = Interpreter(plan, m, {"peak_season": "true"} if peak else None)
+    return it, it.start(now)
+
+
+def test_mailorder_vip_found_by_crm_goes_to_the_vip_queue_with_priority() -> None:
+    it, out = mailorder_call(TUESDAY_10)
+    assert out == [c.Answer(), c.HttpLookup("http://127.0.0.1:8099/crm/customers?tel=09011112222", 2.0)]
+    out = it.feed(c.HttpResult(200, {"customer": {"id": "C7", "name": "山田", "vip": True, "last_agent": "2001"}}),
+                  TUESDAY_10 + 0.2)
+    assert out == [c.StartRecording(), c.Say("山田様、いつもご利用いただき誠にありがとうございます。担当者におつなぎします。")]
+    out = it.feed(c.PlaybackDone(), TUESDAY_10 + 5)
+    assert out == [c.EnqueueAcd("vip", {}, 10, None, None, {"customer_id": "C7", "vip": "true",
+                                                            "last_agent": "2001", "caller": "09011112222"})]
+
+
+def test_mailorder_in_peak_season_overflows_orders_to_the_outsourced_centre_over_its_trunk() -> None:
+    it, _ = mailorder_call(TUESDAY_10, peak=True)
+    it.feed(c.Timeout(), TUESDAY_10 + 2)                # the CRM did not answer: a normal caller
+    it.feed(c.PlaybackDone(), TUESDAY_10 + 4)           # greeting
+    assert it.feed(c.DigitsCollected("1"), TUESDAY_10 + 6) == [
+        c.Say("ご注文の担当者におつなぎします。順番におつなぎしますので、このままお待ちください。")]
+    out = it.feed(c.PlaybackDone(), TUESDAY_10 + 9)
+    assert out == [c.EnqueueAcd("orders", {"orders": 3}, None, 120.0, 15,
+                                {"vip": "false", "caller": "09011112222"})]
+    assert it.feed(c.QueueResult("overflow"), TUESDAY_10 + 129) == [
+        c.Say("ただいま大変混み合っております。提携窓口におつなぎします。")]
+    assert it.feed(c.PlaybackDone(), TUESDAY_10 + 133) == [
+        c.Dial((c.DialTarget("external", "0367891234", "outsource"),), "ring_all", 30.0, None)]
+    assert it.feed(c.DialResult("answered", "0367891234"), TUESDAY_10 + 140) == []
+    assert it.outcome == "bridged"
+
+
+@pytest.mark.parametrize(("now", "first"), [
+    (at(2026, 11, 23, 10), "本日は祝日のため、お休みをいただいております。"),      # 勤労感謝の日
+    (at(2026, 12, 31, 10), "誠に勝手ながら、ただいま休業期間中です。"),            # year-end closure
+    (at(2026, 11, 24, 22), None),                                               # after hours
+])
+def test_mailorder_outside_hours_plays_a_message_and_takes_voicemail(now: float, first: str | None) -> None:
+    it, _ = mailorder_call(now)
+    out = it.feed(c.HttpResult(404, None), now + 0.1)
+    said: list[str] = []
+    while True:
+        assert len(out) == 1
+        if isinstance(out[0], c.RecordVoicemail):
+            break
+        assert isinstance(out[0], c.Say)
+        said.append(out[0].text)
+        out = it.feed(c.PlaybackDone(), now + 1)
+    if first is not None:
+        assert said[0] == first
+    assert said[-2].endswith("本日の受付は終了しました。受付時間は、平日午前9時から午後8時、土日は午前10時から午後6時までです。")
+    assert out == [c.RecordVoicemail("9000", 90.0, True)]

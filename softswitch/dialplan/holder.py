@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from softswitch.dialplan.loader import References, parse_dialplan
 from softswitch.dialplan.model import Dialplan
 from softswitch.yamlconf import ConfigError, load_yaml, load_yaml_file
+
+if TYPE_CHECKING:  # the config imports dialplan modules, so only type checkers import it back
+    from softswitch.config import NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +42,8 @@ class DialplanHolder:
         self._log = logger or log
 
     @classmethod
-    def from_config(cls, config: object) -> DialplanHolder:
+    def from_config(cls, config: NodeConfig) -> DialplanHolder:
         """A holder for a loaded NodeConfig (uses its already validated plan and its references)."""
-        from softswitch.config import NodeConfig  # the config imports dialplan modules, not the reverse
-
-        assert isinstance(config, NodeConfig)
         return cls(config.dialplan, config.references(), config.plan)
 
     @property

@@ -174,7 +174,12 @@ class DialStep(StepBase):
 
 
 class QueueSpec(_Strict):
-    """Put the caller in an ACD queue; on overflow (wait limit or queue too long) run `on_overflow`."""
+    """Put the caller in an ACD queue.
+
+    `max_wait` and `max_waiting` travel to the ACD, which ends the wait with an outcome. When the
+    outcome is overflow, timeout, full or no_agents, `on_overflow` runs and the plan continues;
+    answered and abandoned end the plan. `${queue_result}` holds the outcome.
+    """
 
     name: str
     skills: dict[str, Annotated[int, Field(ge=1, le=10)]] = Field(
