@@ -60,6 +60,7 @@ class World:
     wire: list[tuple[float, int, bool, bytes]] = field(default_factory=list)  # (when, seq, to_uas, data)
     seq: int = 0
     lossy: bool = True
+    winding_down: bool = False
     uac_addr: Addr = UAC
     uas_addr: Addr = UAS
     client_txs: list[ClientTransaction] = field(default_factory=list)
@@ -90,6 +91,8 @@ class World:
                 assert key not in self.requests_seen, f"request delivered twice: {key}"
                 self.requests_seen.add(key)
                 self.pending.append(o.server_tx)
+                if self.winding_down:  # a late retransmission opened it: the TU answers at once
+                    self.answer(o.server_tx, 200 if o.server_tx.invite else 404, draw)
             elif isinstance(o, CancelReceived):
                 assert o.invite_server_tx.state is State.PROCEEDING
             elif isinstance(o, ResponseReceived):
@@ -168,6 +171,7 @@ def test_random_traffic_never_raises_duplicates_or_leaks(data: st.DataObject, re
                 world.handle(world.uac.cancel(data.draw(st.sampled_from(invites)), world.now), False, data)
     # Wind down: the network stops losing packets and the server TU answers everything it holds.
     world.lossy = False
+    world.winding_down = True
     world.advance(world.now + 1.0, data)
     for tx in list(world.pending):
         world.answer(tx, 200 if tx.invite else 404, data)
