@@ -250,6 +250,7 @@ class AcdEngine:
             if q is None:
                 raise KeyError(f"agent {cfg.id}: unknown queue {qn}")
             order[qn] = q.members[cfg.id] = len(q.members)
+            self.stats.add_member(qn, cfg.id)
             if tier not in q.avail:
                 q.avail[tier] = {}
                 q.tiers = sorted(q.avail)
@@ -622,7 +623,7 @@ class AcdEngine:
     def _set_state(self, a: _Agent, new: AgentState, now: float, reason: str, out: list[Decision]) -> None:
         prev = a.state
         if prev is AgentState.AVAILABLE or prev in _BUSY:
-            self.stats.agent_time(a.id, a.queue_names, prev is not AgentState.AVAILABLE, a.since, now)
+            self.stats.agent_time(a.id, prev is not AgentState.AVAILABLE, a.since, now)
         if prev is AgentState.AVAILABLE and a.reachable:
             self._index_remove(a)
         if (prev in _UNSTAFFED) != (new in _UNSTAFFED):

@@ -121,6 +121,7 @@ class StatsBook:
     def __init__(self) -> None:
         self._queues: dict[str, _Series] = {}
         self._agents: dict[str, _Series] = {}
+        self._members: dict[str, list[str]] = {}
 
     def _q(self, queue: str) -> _Series:
         s = self._queues.get(queue)
@@ -185,34 +186,57 @@ class StatsBook:
             for c in (s.live, s.at(now)):
                 c.wrap_time += wrap
 
-    def agent_time(self, agent: str, queues: tuple[str, ...], busy: bool, t0: float, t1: float) -> None:
-        """Attribute [t0, t1) of busy or idle time to the agent and its queues, split by bucket."""
+    def add_member(self, queue: str, agent: str) -> None:
+        """A queue's occupancy is that of its member agents, summed when a report is read."""
+        members = self._members.setdefault(queue, [])
+        if agent not in members:
+            members.append(agent)
+
+    def agent_time(self, agent: str, busy: bool, t0: float, t1: float) -> None:
+        """Attribute [t0, t1) of busy or idle time to the agent, split by bucket."""
         if t1 <= t0:
             return
-        series = [self._a(agent), *(self._q(q) for q in queues)]
-        attr = "busy_time" if busy else "idle_time"
+        series = self._a(agent)
+        if busy:
+            series.live.busy_time += t1 - t0
+        else:
+            series.live.idle_time += t1 - t0
         t = t0
         while t < t1:
             end = min(t1, (int(t // BASE) + 1) * BASE)
-            for s in series:
-                c = s.at(t)
-                setattr(c, attr, getattr(c, attr) + (end - t))
+            c = series.at(t)
+            if busy:
+                c.busy_time += end - t
+            else:
+                c.idle_time += end - t
             t = end
-        for s in series:
-            setattr(s.live, attr, getattr(s.live, attr) + (t1 - t0))
 
     # -- reading --------------------------------------------------------------------------------
 
     def queue_live(self, queue: str) -> Report:
         """Totals since the engine started."""
-        return Report.of(self._q(queue).live, 0.0, None)
+        c = Counters()
+        c.merge(self._q(queue).live)
+        for agent in self._members.get(queue, ()):
+            a = self._a(agent).live
+            c.busy_time += a.busy_time
+            c.idle_time += a.idle_time
+        return Report.of(c, 0.0, None)
 
     def agent_live(self, agent: str) -> Report:
         return Report.of(self._a(agent).live, 0.0, None)
 
     def queue_intervals(self, queue: str, minutes: int = 15) -> list[Report]:
         """One report per `minutes` (15, 30 or 60) interval that saw any activity, in time order."""
-        return _intervals(self._q(queue), minutes)
+        merged = _Series()
+        for idx, c in self._q(queue).buckets.items():
+            merged.buckets.setdefault(idx, Counters()).merge(c)
+        for agent in self._members.get(queue, ()):
+            for idx, a in self._a(agent).buckets.items():
+                m = merged.buckets.setdefault(idx, Counters())
+                m.busy_time += a.busy_time
+                m.idle_time += a.idle_time
+        return _intervals(merged, minutes)
 
     def agent_intervals(self, agent: str, minutes: int = 15) -> list[Report]:
         return _intervals(self._a(agent), minutes)
