@@ -608,3 +608,93 @@ def test_configuration_is_validated() -> None:
         QueueConfig("q", skills={"ja": 0})
     with pytest.raises(KeyError):
         AcdEngine([QueueConfig("q")], [AgentConfig("a", queues={"nope": 0})])
+
+
+# -- more edge rules ----------------------------------------------------------------------------
+
+
+def test_no_deadline_when_nothing_is_pending() -> None:
+    eng = make(QueueConfig("q"), [agent("a")])
+    assert eng.next_deadline() is None
+    eng.caller_joined("x", "q", 0.0)
+    eng.offer_accepted("x", "a", 1.0)
+    assert eng.next_deadline() is None  # the ring timer died with the accept
+
+
+def test_estimated_wait_is_unknown_when_nobody_is_staffed() -> None:
+    eng = make(QueueConfig("q", announce_every=30), [agent("a")], login=False)
+    d = eng.caller_joined("x", "q", 0.0)
+    assert [(a.position, a.estimated_wait) for a in of(d, Announce)] == [(1, None)]
+
+
+def test_overflow_waits_for_a_ringing_agent_to_answer_or_time_out() -> None:
+    q = QueueConfig("q", max_wait=30, ring_timeout=10, overflow=OverflowTarget(TargetKind.VOICEMAIL, "mb1"))
+    eng = make(q, [agent("a")], login=False)
+    eng.caller_joined("x", "q", 0.0)
+    eng.agent_logged_in("a", 25.0)  # rings 25..35
+    assert of(eng.tick(30.0), Overflow) == []
+    d = eng.offer_accepted("x", "a", 32.0)
+    assert of(d, Connect)
+    assert of(eng.tick(100.0), Overflow) == []
+
+
+def test_caller_hanging_up_while_ringing_frees_the_agent_for_the_next_caller() -> None:
+    eng = make(QueueConfig("q"), [agent("a")])
+    eng.caller_joined("x", "q", 0.0)
+    eng.caller_joined("y", "q", 1.0)
+    d = eng.caller_left("x", 2.0)
+    assert [(c.caller, c.agent) for c in of(d, CancelOffer)] == [("x", "a")]
+    assert offer_to(d) == [("y", "a")]
+    assert eng.stats.queue_live("q").abandoned == 1
+
+
+def test_accept_after_the_ring_timeout_is_refused() -> None:
+    eng = make(QueueConfig("q", ring_timeout=5), [agent("a"), agent("b")])
+    eng.caller_joined("x", "q", 0.0)
+    eng.tick(5.0)  # moves to b
+    d = eng.offer_accepted("x", "a", 5.5)
+    assert of(d, Connect) == [] and of(d, CancelOffer)
+    assert eng.connected() == {}
+
+
+def test_logout_during_a_call_takes_effect_when_the_call_ends() -> None:
+    eng = make(QueueConfig("q", wrap_up=30), [agent("a")])
+    eng.caller_joined("x", "q", 0.0)
+    eng.offer_accepted("x", "a", 1.0)
+    eng.agent_logged_out("a", 5.0)
+    assert eng.agent_state("a") is AgentState.ON_CALL
+    eng.call_ended("x", 10.0)
+    assert eng.agent_state("a") is AgentState.OFFLINE
+    assert of(eng.caller_joined("y", "q", 11.0), Offer) == []
+
+
+def test_callback_callers_are_not_announced_to() -> None:
+    eng = make(QueueConfig("q", announce_every=10), [agent("a")], login=False)
+    eng.caller_joined("x", "q", 0.0)
+    eng.callback_requested("x", "0300", 1.0)
+    assert of(eng.tick(50.0), Announce) == []
+
+
+def test_escalated_callers_compete_with_the_borrowed_queue_by_waiting_time() -> None:
+    q = QueueConfig("q", escalation=(EscalationStep(after=10, add_queues=("other",)),))
+    eng = AcdEngine([q, QueueConfig("other")], [agent("o", queue="other")])
+    eng.caller_joined("x", "q", 0.0)
+    eng.tick(10.0)
+    eng.caller_joined("own", "other", 20.0)
+    d = eng.agent_logged_in("o", 30.0)
+    assert offer_to(d) == [("x", "o")]  # waited 30 s against 10 s
+    eng.offer_accepted("x", "o", 31.0)
+    d = eng.call_ended("x", 40.0)
+    assert offer_to(d) == [("own", "o")]
+
+
+def test_thirty_minute_intervals_sum_two_fifteen_minute_ones() -> None:
+    eng = make(QueueConfig("q"), [agent("a")])
+    for i, t in enumerate((100.0, 1000.0, 2000.0)):
+        eng.caller_joined(f"x{i}", "q", t)
+        eng.offer_accepted(f"x{i}", "a", t + 1)
+        eng.call_ended(f"x{i}", t + 60)
+    assert [r.answered for r in eng.stats.queue_intervals("q", 15)] == [1, 1, 1]
+    assert [(r.start, r.answered) for r in eng.stats.queue_intervals("q", 30)] == [(0.0, 2), (1800.0, 1)]
+    with pytest.raises(ValueError):
+        eng.stats.queue_intervals("q", 20)
