@@ -8,6 +8,7 @@ as the full mapping; the models normalise both to the full form.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PrivateAttr,
     Tag,
     field_validator,
     model_validator,
@@ -406,8 +406,6 @@ class Match(_Strict):
     open_in: str | None = Field(None, description="a calendar that must be open")
     closed_in: str | None = Field(None, description="a calendar that must be closed")
 
-    _compiled: dict[str, list[NumberPattern]] = PrivateAttr(default_factory=dict)
-
     @field_validator("number", "did", "caller")
     @classmethod
     def _compile_check(cls, v: list[str] | None) -> list[str] | None:
@@ -420,21 +418,19 @@ class Match(_Strict):
                                            "hint": "'1001', 'prefix:03', '_0120XXXXXX' or 're:^0[36]'"}) from None
         return v
 
-    def model_post_init(self, __context: Any) -> None:
-        """Compile patterns once so matching a call costs only regex runs."""
-        for name in ("number", "did", "caller"):
-            pats = getattr(self, name)
-            if pats is not None:
-                self._compiled[name] = [compile_pattern(p) for p in pats]
+    @cached_property
+    def compiled(self) -> tuple[tuple[str, tuple[NumberPattern, ...]], ...]:
+        """The pattern lists compiled once (a plain attribute after the first call, for fast matching)."""
+        return tuple((name, tuple(compile_pattern(p) for p in pats))
+                     for name in ("number", "did", "caller") if (pats := getattr(self, name)) is not None)
 
     def test(self, *, number: str, caller: str, did: str, trunk: str,
              calendars: dict[str, Calendar], now: float) -> dict[str, str] | None:
         """Captured variables when this match holds, else None."""
         captured: dict[str, str] = {}
-        for name, value in (("number", number), ("did", did), ("caller", caller)):
-            pats = self._compiled.get(name)
-            if pats is None:
-                continue
+        values = {"number": number, "did": did, "caller": caller}
+        for name, pats in self.compiled:
+            value = values[name]
             for p in pats:
                 got = p.match(value)
                 if got is not None:
