@@ -111,7 +111,7 @@ class _Agent:
 
 
 class _Queue:
-    __slots__ = ("avail", "by_sig", "cfg", "handle_sum", "handle_times", "home_count", "members", "rr_last", "staffed", "tiers", "waiting")
+    __slots__ = ("avail", "by_sig", "cfg", "handle_sum", "handle_times", "home_count", "member_seq", "members", "rr_last", "staffed", "tiers", "waiting")
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
@@ -122,7 +122,8 @@ class _Queue:
         self.home_count = 0
         self.avail: dict[int, dict[str, None]] = {}  # tier -> available agents in longest-idle order
         self.tiers: list[int] = []
-        self.members: dict[str, int] = {}
+        self.members: dict[str, int] = {}  # agent -> ordinal (round robin order)
+        self.member_seq = 0
         self.rr_last = -1
         self.staffed = 0
         self.handle_times: deque[float] = deque(maxlen=100)
@@ -244,17 +245,66 @@ class AcdEngine:
         """Add an agent, logged out. Every queue it belongs to must exist."""
         if cfg.id in self._agents:
             raise ValueError(f"agent {cfg.id} already exists")
-        order: dict[str, int] = {}
-        for qn, tier in cfg.queues.items():
-            q = self._queues.get(qn)
-            if q is None:
+        self._check_queues(cfg)
+        a = self._agents[cfg.id] = _Agent(cfg, {})
+        self._join_queues(a)
+
+    def update_agent(self, cfg: AgentConfig, now: float) -> list[Decision]:
+        """Change an agent's skills or queue memberships (a supervisor edit), whatever its state."""
+        self._check_queues(cfg)
+        a = self._agents[cfg.id]
+        indexed = a.state is AgentState.AVAILABLE and a.reachable
+        staffed = a.state not in _UNSTAFFED
+        if indexed:
+            self._index_remove(a)
+        for qn in a.queue_names:
+            q = self._queues[qn]
+            q.staffed -= staffed
+            if qn not in cfg.queues:
+                q.members.pop(a.id, None)
+        a.skills = dict(cfg.skills)
+        a.queues = dict(cfg.queues)
+        a.queue_names = tuple(a.queues)
+        self._join_queues(a)
+        for qn in a.queue_names:
+            self._queues[qn].staffed += staffed
+        out: list[Decision] = []
+        if indexed:
+            self._index_add(a)
+            self._match_agent(a, now, out)
+        return out
+
+    def remove_agent(self, agent: str, now: float) -> list[Decision]:
+        """Forget an agent (not while on a call): a ringing offer goes to someone else."""
+        a = self._agents[agent]
+        if a.state is AgentState.ON_CALL:
+            raise ValueError(f"agent {agent} is on a call; log them out first")
+        out = self._leave_service(a, AgentState.OFFLINE, "removed", now)
+        for cid in list(self._awaiting.get(agent, ())):
+            c = self._callers[cid]
+            self._unawait(c)
+            self._match_caller(c, now, out, f"prior handler {agent} removed")
+        for qn in a.queue_names:
+            self._queues[qn].members.pop(agent, None)
+        del self._agents[agent]
+        return out
+
+    def _check_queues(self, cfg: AgentConfig) -> None:
+        for qn in cfg.queues:
+            if qn not in self._queues:
                 raise KeyError(f"agent {cfg.id}: unknown queue {qn}")
-            order[qn] = q.members[cfg.id] = len(q.members)
-            self.stats.add_member(qn, cfg.id)
+
+    def _join_queues(self, a: _Agent) -> None:
+        for qn, tier in a.queues.items():
+            q = self._queues[qn]
+            if a.id not in q.members:
+                q.members[a.id] = q.member_seq
+                q.member_seq += 1
+                self.stats.add_member(qn, a.id)
+            a.order[qn] = q.members[a.id]
             if tier not in q.avail:
                 q.avail[tier] = {}
                 q.tiers = sorted(q.avail)
-        self._agents[cfg.id] = _Agent(cfg, order)
 
     # ---------------------------------------------------------------------------------------
     # Events in
@@ -819,7 +869,7 @@ class AcdEngine:
                 self._offer(c, a, now, out, f"{why}: ring all")
             return
         q = self._queues[c.queue]
-        n = max(1, len(q.members))
+        n = max(1, q.member_seq)
 
         def rr_distance(a: _Agent) -> int:
             return (a.order.get(c.queue, 0) - q.rr_last - 1) % n
@@ -998,8 +1048,8 @@ class AcdEngine:
         if kind == _RING:
             return key in self._offers
         if kind == _WRAP:
-            a = self._agents[key]  # type: ignore[index]
-            return a.state is AgentState.WRAP_UP and a.gen == gen
+            a = self._agents.get(key)  # type: ignore[call-overload]
+            return a is not None and a.state is AgentState.WRAP_UP and a.gen == gen
         if kind == _LEFT:
             left = self._left.get(key)  # type: ignore[arg-type]
             return left is not None and left.expires == when

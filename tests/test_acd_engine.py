@@ -698,3 +698,32 @@ def test_thirty_minute_intervals_sum_two_fifteen_minute_ones() -> None:
     assert [(r.start, r.answered) for r in eng.stats.queue_intervals("q", 30)] == [(0.0, 2), (1800.0, 1)]
     with pytest.raises(ValueError):
         eng.stats.queue_intervals("q", 20)
+
+
+def test_supervisor_skill_change_makes_an_idle_agent_eligible_at_once() -> None:
+    eng = make(QueueConfig("q", skills={"ko": 5}), [agent("a", ko=2)])
+    eng.caller_joined("x", "q", 0.0)
+    d = eng.update_agent(AgentConfig("a", skills={"ko": 6}, queues={"q": 0}), 5.0)
+    assert offer_to(d) == [("x", "a")]
+
+
+def test_agent_moved_to_another_queue_stops_getting_the_old_queues_callers() -> None:
+    eng = AcdEngine([QueueConfig("q"), QueueConfig("r")], [agent("a")])
+    eng.agent_logged_in("a", 0.0)
+    eng.update_agent(AgentConfig("a", queues={"r": 0}), 1.0)
+    assert of(eng.caller_joined("x", "q", 2.0), Offer) == []
+    assert offer_to(eng.caller_joined("y", "r", 3.0)) == [("y", "a")]
+    assert eng.queue_status("q", 3.0)["staffed"] == 0
+    assert eng.queue_status("r", 3.0)["staffed"] == 1
+
+
+def test_removing_a_ringing_agent_offers_the_caller_to_someone_else() -> None:
+    eng = make(QueueConfig("q"), [agent("a"), agent("b")])
+    eng.caller_joined("x", "q", 0.0)
+    d = eng.remove_agent("a", 1.0)
+    assert offer_to(d) == [("x", "b")]
+    assert eng.next_deadline() == 16.0
+    eng.offer_accepted("x", "b", 2.0)
+    eng.call_ended("x", 3.0)
+    with pytest.raises(KeyError):
+        eng.agent_state("a")

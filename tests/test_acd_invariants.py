@@ -145,6 +145,12 @@ class AcdMachine(RuleBasedStateMachine):
             d = e.set_reachable(agent, action == "reach", self.now)
         self.apply(d)
 
+    @rule(agent=st.sampled_from(AGENT_IDS), ja=st.integers(1, 10),
+          queues=st.sets(st.sampled_from([q.name for q in QUEUES]), min_size=1), tier=st.integers(0, 2))
+    def supervisor_edit(self, agent: str, ja: int, queues: set[str], tier: int) -> None:
+        cfg = AgentConfig(agent, skills={"ja": ja, "en": 5}, queues=dict.fromkeys(sorted(queues), tier))
+        self.apply(self.engine.update_agent(cfg, self.now))
+
     @precondition(lambda self: self.ringing)
     @rule(data=st.data(), outcome=st.sampled_from(["accept", "reject", "timeout"]))
     def answer(self, data: st.DataObject, outcome: str) -> None:
