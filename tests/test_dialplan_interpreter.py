@@ -408,3 +408,21 @@ def test_mailorder_outside_hours_plays_a_message_and_takes_voicemail(now: float,
         assert said[0] == first
     assert said[-2].endswith("本日の受付は終了しました。受付時間は、平日午前9時から午後8時、土日は午前10時から午後6時までです。")
     assert out == [c.RecordVoicemail("9000", 90.0, True)]
+
+
+def test_yaml_booleans_become_the_same_text_as_json_booleans() -> None:
+    it, _ = run("- set: {a: true, b: no, c: ~, d: 7}\n- if: {when: {var: a, eq: true}, then: [{set: {ok: 'y'}}]}"
+                "\n- hangup:")
+    assert [it.variables[k] for k in "abcd"] == ["true", "false", "", "7"] and it.variables["ok"] == "y"
+
+
+def test_a_plan_built_in_code_with_a_broken_reference_fails_the_call_not_the_caller_of_feed() -> None:
+    from softswitch.dialplan.model import Dialplan
+
+    plan = Dialplan.model_validate({"contexts": {"c": {"routes": [
+        {"name": "r", "steps": [{"hours": {"calendar": "missing"}}]},
+        {"name": "g", "steps": [{"goto": "nowhere"}]}]}}})
+    for route in plan.contexts["c"].routes:
+        it = Interpreter(plan, route)
+        assert it.start(0) == [c.Hangup("dialplan_error")]
+        assert it.finished and it.outcome == "error"

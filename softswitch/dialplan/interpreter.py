@@ -11,6 +11,7 @@ inside hours inside if) as plain code; `goto` unwinds the generators with an exc
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from softswitch.dialplan.model import (
     TransferStep,
     VoicemailStep,
 )
+
+log = logging.getLogger(__name__)
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -150,6 +153,11 @@ class Interpreter:
         except StopIteration:
             self._wait = None
             self.deadline = None
+        except Exception:
+            # a plan built in code and never checked (say, a missing calendar) must fail one call, not the node
+            log.exception("dialplan step failed in route %r", self.route.name)
+            self._out.append(c.Hangup("dialplan_error"))
+            self._finish("error")
         out, self._out = self._out, []
         return out
 
@@ -172,7 +180,12 @@ class Interpreter:
                 self._finish("completed")
                 return
             except _Goto as g:
-                steps, start = self._resolve(g.target)
+                found = self._resolve(g.target)
+                if found is None:  # the checker rejects unknown targets; plans built in code may not be checked
+                    self._emit(c.Hangup("dialplan_error"))
+                    self._finish("error")
+                    return
+                steps, start = found
             except _Done as d:
                 self._finish(d.outcome)
                 return
@@ -181,7 +194,7 @@ class Interpreter:
                 self._finish("step_limit")
                 return
 
-    def _resolve(self, target: str) -> tuple[list[Any], int]:
+    def _resolve(self, target: str) -> tuple[list[Any], int] | None:
         for i, step in enumerate(self._owner):
             if step.label == target:
                 return self._owner, i
@@ -189,9 +202,7 @@ class Interpreter:
         if block is not None:
             self._owner = block
             return block, 0
-        # the checker rejects unknown targets; a plan built in code without it ends safely
-        self._emit(c.Hangup("dialplan_error"))
-        raise _Done("hangup")
+        return None
 
     def _run(self, steps: list[Any]) -> Runner:
         for step in steps:

@@ -45,6 +45,18 @@ def _as(field_name: str, model: type[BaseModel]) -> BeforeValidator:
     return BeforeValidator(convert, json_schema_input_type=str | model)
 
 
+def as_text(v: object) -> str:
+    """A YAML scalar as a variable value: null is '', booleans are 'true'/'false' (as JSON writes them)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+Text = Annotated[str, BeforeValidator(as_text)]
+
+
 def _var_name(v: str) -> str:
     if not _VAR_NAME.match(v):
         raise PydanticCustomError("var_name", "bad variable name '{name}'",
@@ -231,7 +243,7 @@ class VoicemailStep(StepBase):
 class SetStep(StepBase):
     """Set variables; values may use `${other}`."""
 
-    set: dict[VarName, Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))]]
+    set: dict[VarName, Text]
 
 
 class GotoStep(StepBase):
@@ -258,12 +270,12 @@ class Condition(_Strict):
     @field_validator("eq", "ne", mode="before")
     @classmethod
     def _text(cls, v: object) -> object:
-        return str(v).lower() if isinstance(v, bool) else (str(v) if isinstance(v, int | float) else v)
+        return as_text(v) if isinstance(v, bool | int | float) else v
 
     @field_validator("in_", mode="before")
     @classmethod
     def _texts(cls, v: object) -> object:
-        return [str(x) for x in v] if isinstance(v, list) else v
+        return [as_text(x) for x in v] if isinstance(v, list) else v
 
     @field_validator("matches")
     @classmethod
@@ -496,7 +508,7 @@ class Dialplan(_Strict):
 
     version: int = Field(1, ge=1, le=1, description="the dialplan language version")
     description: str = ""
-    variables: dict[VarName, Annotated[str, BeforeValidator(lambda v: "" if v is None else str(v))]] = Field(
+    variables: dict[VarName, Text] = Field(
         default_factory=dict, description="variables every call starts with")
     calendars: dict[str, Calendar] = Field(default_factory=dict)
     ring_groups: dict[str, RingGroup] = Field(default_factory=dict)
