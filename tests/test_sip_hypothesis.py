@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -119,7 +122,7 @@ def test_generated_responses_round_trip(status: int, reason: str, body: bytes) -
     assert (again.status, again.reason, again.body) == (status, reason, body)
 
 
-@SETTINGS
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(requests(), min_size=1, max_size=4), st.data())
 def test_stream_parser_recovers_every_message_whatever_the_chunking(reqs: list[Request], data: st.DataObject) -> None:
     stream = b"".join(r.serialize() for r in reqs)
@@ -251,3 +254,52 @@ def test_uri_and_name_addr_parsers_raise_only_sip_parse_error(text: str) -> None
             fn(text)
         except SipParseError:
             pass
+
+
+@SETTINGS
+@given(requests(), st.data())
+def test_folding_header_values_anywhere_at_whitespace_changes_nothing(req: Request, data: st.DataObject) -> None:
+    """Folding (CRLF + whitespace) may replace any linear whitespace in a value (RFC 3261 7.3.1)."""
+    plain = parse_message(req.serialize())
+    lines = req.serialize().split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    folded = [lines[0]]
+    for line in lines[1:]:
+        name, _, value = line.partition(b": ")
+        words = value.split(b" ")
+        if any(not w for w in words):
+            folded.append(line)  # runs of spaces: folding would merge them, skip this line
+            continue
+        seps = [data.draw(st.sampled_from([b" ", b"\r\n ", b"\r\n\t", b" \r\n  "])) for _ in words[1:]]
+        out = words[0]
+        for sep, word in zip(seps, words[1:], strict=True):
+            out += sep + word
+        folded.append(name + b": " + out)
+    raw = b"\r\n".join(folded) + b"\r\n\r\n" + req.body
+    again = parse_message(raw)
+    assert list(again.headers.items()) == list(plain.headers.items())
+    assert again.body == plain.body
+
+
+def _conformance_seeds() -> list[bytes]:
+    """The RFC 4475 messages that must parse, when the shared folder is present."""
+    root = Path(__file__).parents[2] / "shared" / "conformance" / "rfc4475"
+    names = ["wsinv.dat", "intmeth.dat", "esc01.dat", "esc02.dat", "escnull.dat", "longreq.dat",
+             "semiuri.dat", "mpart01.dat", "unreason.dat", "regescrt.dat", "multi01.dat"]
+    return [(root / n).read_bytes() for n in names if (root / n).exists()]
+
+
+TORTURE_SEEDS = _conformance_seeds()
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), mutations)
+def test_mutated_torture_messages_raise_nothing_but_sip_parse_error(data: st.DataObject,
+                                                                    ops: list[tuple[str, int, int]]) -> None:
+    if not TORTURE_SEEDS:
+        pytest.skip("RFC 4475 files absent from ../shared/conformance")
+    mutated = _mutate(data.draw(st.sampled_from(TORTURE_SEEDS)), ops)
+    try:
+        msg = parse_message(mutated)
+    except SipParseError:
+        return
+    _exercise(msg)

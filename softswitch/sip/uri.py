@@ -27,7 +27,8 @@ HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9\-._]*+))"
 PORT = r"[0-9]{1,5}"
 _PCHAR = rf"(?:[{_UNRES}\[\]/:&+$]|{_ESC})"
 _HCHAR = rf"(?:[{_UNRES}\[\]/?:+$]|{_ESC})"
-URI_PARAMS = rf"(?:;{_PCHAR}++(?:={_PCHAR}++)?)*+"
+# pvalue is 1*paramchar, but an empty value (";transport=") is harmless and accepted.
+URI_PARAMS = rf"(?:;{_PCHAR}++(?:={_PCHAR}*+)?)*+"
 URI_HEADERS = rf"(?:\?{_HCHAR}++={_HCHAR}*+(?:&{_HCHAR}++={_HCHAR}*+)*+)?"
 SCHEME = r"[A-Za-z][A-Za-z0-9+\-.]*"
 
@@ -106,7 +107,7 @@ class SipURI:
 
     def __str__(self) -> str:
         out = [self.scheme, ":"]
-        if self.user is not None:
+        if self.user:  # the grammar has no empty user part: "" means none
             out.append(escape(self.user, _SAFE_USER))
             if self.password is not None:
                 out.append(":" + escape(self.password, _SAFE_PASSWORD))
