@@ -720,6 +720,7 @@ def test_cancel_without_matching_transaction_is_answered_481(layer: TransactionL
     new_invite(layer)
     out = layer.receive(request("CANCEL", branch="z9hG4bKnomatch"), PEER, 0.1)
     assert [sent_message(s).status for s in sends(out)] == [481]  # type: ignore[union-attr]
+    assert sent_message(sends(out)[0]).to.tag is not None
     assert of_type(out, CancelReceived) == []
 
 

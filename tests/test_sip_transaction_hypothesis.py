@@ -183,3 +183,98 @@ def test_random_traffic_never_raises_duplicates_or_leaks(data: st.DataObject, re
     assert len(world.uac) == 0, [t for t in world.client_txs if t.state is not State.TERMINATED]
     assert len(world.uas) == 0
     assert world.uac.next_deadline() is None and world.uas.next_deadline() is None
+
+
+# --- one layer fed random messages --------------------------------------------------------------
+BRANCHES = ("z9hG4bKa", "z9hG4bKb", "z9hG4bK", "old2543", "")
+SOURCES = (UAC, Addr("udp", "192.0.2.9", 5062), Addr("tcp", "192.0.2.9", 40000), Addr("ws", "192.0.2.9", 80))
+
+
+def raw_request(method: str, branch: str, cseq_method: str, to_tag: str | None, transport: str) -> Request:
+    """Built directly, not parsed: the layer must also survive what the parser would refuse."""
+    via = f"SIP/2.0/{transport} 192.0.2.9:5062" + (f";branch={branch}" if branch else "")
+    to = "<sip:bob@192.0.2.2>" + (f";tag={to_tag}" if to_tag else "")
+    return Request(method, "sip:bob@192.0.2.2", [
+        ("Via", via), ("To", to), ("From", "<sip:alice@192.0.2.9>;tag=f"), ("Call-ID", "fuzz"),
+        ("CSeq", f"7 {cseq_method}"), ("Max-Forwards", "70")])
+
+
+incoming_requests = st.builds(
+    raw_request,
+    method=st.sampled_from(("INVITE", "ACK", "CANCEL", "OPTIONS", "BYE")),
+    branch=st.sampled_from(BRANCHES),
+    cseq_method=st.sampled_from(("INVITE", "ACK", "CANCEL", "OPTIONS")),
+    to_tag=st.sampled_from((None, "b", "x")),
+    transport=st.sampled_from(("UDP", "TCP")),
+)
+
+
+def check_consistency(layer: TransactionLayer, txs: list) -> None:
+    from softswitch.sip.transaction import _SLOT
+
+    stale = sum(1 for _, seq, tx, name in layer._heap if getattr(tx, _SLOT[name]) != seq)
+    assert layer._stale == stale
+    assert len(layer) == sum(1 for t in set(txs) if t.state is not State.TERMINATED)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.one_of(
+    st.tuples(st.just("request"), incoming_requests, st.sampled_from(SOURCES)),
+    st.tuples(st.just("send"), st.sampled_from(("INVITE", "OPTIONS")), st.sampled_from(("udp", "tcp"))),
+    st.tuples(st.just("response"), st.integers(0, 20), st.sampled_from((100, 180, 200, 401, 487, 603))),
+    st.tuples(st.just("answer"), st.integers(0, 20), st.sampled_from((100, 183, 200, 486))),
+    st.tuples(st.just("cancel"), st.integers(0, 20), st.just(0)),
+    st.tuples(st.just("error"), st.integers(0, 20), st.just(0)),
+    st.tuples(st.just("tick"), st.floats(0.0, 20.0), st.just(0)),
+), max_size=40))
+def test_random_interleavings_never_raise_and_never_leak(steps: list[tuple]) -> None:
+    layer = TransactionLayer()
+    now = 0.0
+    txs: list[ClientTransaction | ServerTransaction] = []
+    n = 0
+    for kind, a, b in steps:
+        if kind == "request":
+            for o in layer.receive(a, b, now):
+                if isinstance(o, RequestReceived):
+                    txs.append(o.server_tx)
+                if isinstance(o, Send) and o.tx_key is not None:
+                    tx = layer._servers.get(o.tx_key)
+                    if tx is not None:
+                        txs.append(tx)  # the CANCEL transaction the layer answered itself
+        elif kind == "send":
+            n += 1
+            tx, _ = layer.send_request(outgoing(a, n, b.upper()), Addr(b, "192.0.2.2", 5060), now)
+            txs.append(tx)
+        elif kind == "response":
+            clients = [t for t in txs if isinstance(t, ClientTransaction)]
+            if clients:
+                tx = clients[a % len(clients)]
+                resp = parse_message(make_response(tx.request, b, to_tag="b").serialize())
+                layer.receive(resp, UAS, now)
+        elif kind == "answer":
+            servers = [t for t in txs if isinstance(t, ServerTransaction) and t.request is not None]
+            if servers:
+                tx = servers[a % len(servers)]
+                layer.send_response(make_response(tx.request, b, to_tag="b"), now, tx=tx)
+        elif kind == "cancel":
+            invites = [t for t in txs if isinstance(t, ClientTransaction) and t.invite]
+            if invites:
+                layer.cancel(invites[a % len(invites)], now)
+                txs.extend(t.cancel_tx for t in invites if t.cancel_tx is not None)
+        elif kind == "error" and txs:
+            layer.on_transport_error(txs[a % len(txs)], now)
+        else:
+            now += a
+            layer.tick(now)
+        check_consistency(layer, txs)
+    # Every TU duty done: servers get a final answer, ringing INVITEs a final response.
+    for tx in list(txs):
+        if isinstance(tx, ServerTransaction) and tx.request is not None and tx.state is not State.TERMINATED:
+            layer.send_response(make_response(tx.request, 500, to_tag="b"), now, tx=tx)
+        elif isinstance(tx, ClientTransaction) and tx.state is State.PROCEEDING:
+            layer.receive(parse_message(make_response(tx.request, 487, to_tag="b").serialize()), UAS, now)
+    while (deadline := layer.next_deadline()) is not None:
+        now = max(now, deadline)
+        layer.tick(now)
+    check_consistency(layer, txs)
+    assert len(layer) == 0 and not layer._clients and not layer._servers and not layer._heap

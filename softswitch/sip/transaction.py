@@ -41,7 +41,8 @@ Choices worth knowing:
   481 otherwise. ``CancelReceived`` reaches the TU only when the matched INVITE transaction has not
   sent a final response yet; the TU then answers the INVITE with 487. The 200 to the CANCEL carries
   the To tag of the INVITE transaction's responses (``ServerTransaction.to_tag``), creating one
-  there when none was sent yet, so the TU can put the same tag on its 487.
+  there when none was sent yet, so the TU can put the same tag on its 487. A CANCEL is matched
+  against INVITE transactions only (RFC 3261 9.1 forbids cancelling other methods): otherwise 481.
 * Every ACK that no INVITE server transaction absorbs (ACK for 2xx, and ACK matched in the RFC 6026
   Accepted state) is handed to the TU as ``AckReceived``.
 * Timer A doubles without a cap (RFC 3261 17.1.1.2); timers E and G are capped at T2.
@@ -671,11 +672,13 @@ class TransactionLayer:
         inv = self._servers.get(self._server_key(req, via, "INVITE"))
         if inv is not None and match is not None and inv._match != match:
             inv = None
+        has_tag = _tag_of(req.headers.get("To")) is not None
         if inv is None:
-            self._respond(ctx, make_response(req, 481), None, now, out)
+            # A final response carries a To tag (RFC 3261 8.2.6.2).
+            self._respond(ctx, make_response(req, 481, to_tag=None if has_tag else new_tag()), None, now, out)
             return
         to_tag = None
-        if _tag_of(req.headers.get("To")) is None:
+        if not has_tag:
             if inv.to_tag is None:
                 inv.to_tag = new_tag()
             to_tag = inv.to_tag
