@@ -111,7 +111,7 @@ class _Agent:
 
 
 class _Queue:
-    __slots__ = ("avail", "by_sig", "cfg", "handle_sum", "handle_times", "home_count", "member_seq", "members", "rr_last", "staffed", "tiers", "waiting")
+    __slots__ = ("avail", "avail_skill", "by_sig", "cfg", "handle_sum", "handle_times", "home_count", "member_seq", "members", "rr_last", "staffed", "tiers", "waiting")
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
@@ -122,6 +122,7 @@ class _Queue:
         self.home_count = 0
         self.avail: dict[int, dict[str, None]] = {}  # tier -> available agents in longest-idle order
         self.tiers: list[int] = []
+        self.avail_skill: dict[int, dict[str, dict[str, None]]] = {}  # tier -> skill -> agents, same order
         self.members: dict[str, int] = {}  # agent -> ordinal (round robin order)
         self.member_seq = 0
         self.rr_last = -1
@@ -304,6 +305,7 @@ class AcdEngine:
             a.order[qn] = q.members[a.id]
             if tier not in q.avail:
                 q.avail[tier] = {}
+                q.avail_skill[tier] = {}
                 q.tiers = sorted(q.avail)
 
     # ---------------------------------------------------------------------------------------
@@ -648,6 +650,13 @@ class AcdEngine:
             in_index = [a.id in self._queues[qn].avail[t] for qn, t in a.queues.items()]
             should = a.state is AgentState.AVAILABLE and a.reachable
             assert all(x == should for x in in_index), f"index of {a.id} wrong"
+            for qn, t in a.queues.items():
+                by_skill = self._queues[qn].avail_skill[t]
+                assert all((a.id in by_skill.get(s, {})) == should for s in a.skills), f"skill index of {a.id}"
+        for q in self._queues.values():
+            for t, by_skill in q.avail_skill.items():
+                for s, d in by_skill.items():
+                    assert all(s in self._agents[x].skills and x in q.avail[t] for x in d)
             assert (a.offer is not None) == (a.state is AgentState.OFFERED), f"{a.id} offer/state mismatch"
         for oid, (cid, aid) in self._offers.items():
             assert self._agents[aid].offer == oid
@@ -692,12 +701,28 @@ class AcdEngine:
         out.append(AgentStateChange(agent=a.id, state=new, previous=prev, reason=reason))
 
     def _index_add(self, a: _Agent) -> None:
+        aid = a.id
         for qn, tier in a.queues.items():
-            self._queues[qn].avail[tier][a.id] = None
+            q = self._queues[qn]
+            q.avail[tier][aid] = None
+            by_skill = q.avail_skill[tier]
+            for s in a.skills:
+                d = by_skill.get(s)
+                if d is None:
+                    by_skill[s] = {aid: None}
+                else:
+                    d[aid] = None
 
     def _index_remove(self, a: _Agent) -> None:
+        aid = a.id
         for qn, tier in a.queues.items():
-            self._queues[qn].avail[tier].pop(a.id, None)
+            q = self._queues[qn]
+            q.avail[tier].pop(aid, None)
+            by_skill = q.avail_skill[tier]
+            for s in a.skills:
+                d = by_skill.get(s)
+                if d is not None:
+                    d.pop(aid, None)
 
     def _leave_service(self, a: _Agent, state: AgentState, reason: str, now: float) -> list[Decision]:
         out: list[Decision] = []
@@ -839,8 +864,21 @@ class AcdEngine:
         for qn in c.pool:
             q = self._queues[qn]
             for tier in q.tiers:
+                # Scan the smallest set that can hold a match: the available agents having the
+                # caller's rarest required skill (insertion order is still longest idle first).
+                scan: dict[str, None] | None = q.avail[tier]
+                by_skill = q.avail_skill[tier]
+                for s, _ in c.req_key:
+                    d = by_skill.get(s)
+                    if not d:
+                        scan = None
+                        break
+                    if scan is not None and len(d) < len(scan):
+                        scan = d
+                if not scan:
+                    continue
                 found: list[_Agent] = []
-                for aid in q.avail[tier]:
+                for aid in scan:
                     a = agents[aid]
                     if self._eligible(a, c, now):
                         found.append(a)

@@ -727,3 +727,10 @@ def test_removing_a_ringing_agent_offers_the_caller_to_someone_else() -> None:
     eng.call_ended("x", 3.0)
     with pytest.raises(KeyError):
         eng.agent_state("a")
+
+
+def test_caller_needing_a_rare_skill_reaches_the_one_higher_tier_agent_who_has_it() -> None:
+    agents = [agent(f"p{i}", ja=5) for i in range(20)] + [agent("thai", tier=1, ja=2, th=6)]
+    eng = make(QueueConfig("q", skills={"ja": 1}), agents)
+    d = eng.caller_joined("x", "q", 1.0, skills={"th": 4})
+    assert offer_to(d) == [("x", "thai")]
