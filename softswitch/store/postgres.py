@@ -119,6 +119,44 @@ SET expires_at = excluded.expires_at, source = excluded.source, user_agent = exc
 WHERE r.updated <= excluded.updated
 """
 
+# COPY path: rows are copied (binary) into per-connection temporary staging tables, then one
+# statement moves them into the real tables with ON CONFLICT DO NOTHING and bumps affinity from the
+# CDRs actually inserted. Staging tables empty themselves at every commit.
+_STAGED = (
+    ("cdrs", R.CDR_COLUMNS),
+    ("call_legs", R.LEG_COLUMNS),
+    ("queue_events", R.QUEUE_COLUMNS),
+    ("agent_states", R.AGENT_COLUMNS),
+    ("recordings", R.RECORDING_COLUMNS),
+    ("security_events", R.SECURITY_COLUMNS),
+    ("event_log", R.LOG_COLUMNS),
+)
+_STAGE_DDL = ";\n".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS stage_{t} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    for t, _ in _STAGED
+)
+
+
+def _merge_sql() -> str:
+    """One statement that moves every staging table into its real table."""
+    ctes = [
+        f"m_{t} AS (INSERT INTO {t} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM stage_{t} "
+        f"ON CONFLICT DO NOTHING RETURNING {'caller, agent, answer_ts, end_ts' if t == 'cdrs' else '1'})"
+        for t, cols in _STAGED
+    ]
+    ctes.append(
+        "aff AS (INSERT INTO affinity AS a (caller, agent, last_handled, count) "
+        "SELECT caller, agent, max(end_ts), count(*) FROM m_cdrs "
+        "WHERE answer_ts IS NOT NULL AND agent <> '' AND caller <> '' GROUP BY caller, agent "
+        "ON CONFLICT (caller, agent) DO UPDATE SET "
+        "last_handled = GREATEST(a.last_handled, excluded.last_handled), count = a.count + excluded.count)"
+    )
+    counted = " + ".join(f"(SELECT count(*) FROM m_{t})" for t, _ in _STAGED if t != "call_legs")
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {counted}"
+
+
+_MERGE_SQL = _merge_sql()
+
 _STATS_SQL = f"""
 SELECT
   count(DISTINCT CASE WHEN event IN {sql_in(JOIN_EVENTS)} THEN call_uuid END),
@@ -148,11 +186,16 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 def _is_data_error(exc: BaseException) -> bool:
     """The database refused the data itself: retrying the same batch would fail again."""
-    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError)
+    # COPY encodes client-side and reports a value of the wrong type as a plain TypeError.
+    return isinstance(exc, asyncpg.DataError | asyncpg.IntegrityConstraintViolationError | TypeError)
 
 
 class PostgresStore(Store):
-    """The production store on PostgreSQL through an asyncpg pool (created lazily, recreated freely)."""
+    """The production store on PostgreSQL through an asyncpg pool (created lazily).
+
+    write_mode "copy" (default) stages batches with binary COPY and merges them in one statement;
+    "unnest" sends each table's rows as arrays to one INSERT ... SELECT FROM unnest(...).
+    """
 
     def __init__(
         self,
@@ -163,7 +206,11 @@ class PostgresStore(Store):
         max_size: int = 4,
         command_timeout: float = 15.0,
         connect_timeout: float = 5.0,
+        write_mode: str = "copy",
     ) -> None:
+        if write_mode not in ("copy", "unnest"):
+            raise StoreError(f"write_mode must be 'copy' or 'unnest', not {write_mode!r}")
+        self._write_mode = write_mode
         self.url = url
         self.spool_dir = spool_dir
         self._min_size = min_size
@@ -284,32 +331,54 @@ class PostgresStore(Store):
         if not events:
             return 0
         rows = R.split(events)
+        write = self._write_copy if self._write_mode == "copy" else self._write_unnest
+        return await self._run(lambda conn: write(conn, rows))
 
-        async def fn(conn: asyncpg.Connection) -> int:
-            new = 0
-            async with conn.transaction():
-                if rows.cdrs:
-                    new += await conn.fetchval(_CDR_SQL, *_columns(rows.cdrs, len(R.CDR_COLUMNS)))
-                if rows.legs:
-                    await conn.execute(_LEG_SQL, *_columns(rows.legs, len(R.LEG_COLUMNS)))
-                for sql, batch, width in (
-                    (_QUEUE_SQL, rows.queue, len(R.QUEUE_COLUMNS)),
-                    (_AGENT_SQL, rows.agents, len(R.AGENT_COLUMNS)),
-                    (_RECORDING_SQL, rows.recordings, len(R.RECORDING_COLUMNS)),
-                    (_SECURITY_SQL, rows.security, len(R.SECURITY_COLUMNS)),
-                    (_LOG_SQL, rows.log, len(R.LOG_COLUMNS)),
-                ):
-                    if batch:
-                        status = await conn.execute(sql, *_columns(batch, width))
-                        new += int(status.rsplit(" ", 1)[-1])
-                if rows.registrations:
-                    await conn.execute(
-                        _REGISTRATION_SQL, *_columns(rows.registrations, len(R.REGISTRATION_COLUMNS))
-                    )
-                    new += len(rows.registrations)
-            return new
+    async def _write_copy(self, conn: asyncpg.Connection, rows: R.Rows) -> int:
+        staged = (rows.cdrs, rows.legs, rows.queue, rows.agents, rows.recordings, rows.security, rows.log)
+        for attempt in (0, 1):
+            try:
+                async with conn.transaction():
+                    for (table, cols), batch in zip(_STAGED, staged, strict=True):
+                        if batch:
+                            await conn.copy_records_to_table(f"stage_{table}", records=batch, columns=cols)
+                    new = int(await conn.fetchval(_MERGE_SQL))
+                    if rows.registrations:
+                        await conn.execute(
+                            _REGISTRATION_SQL, *_columns(rows.registrations, len(R.REGISTRATION_COLUMNS))
+                        )
+                        new += len(rows.registrations)
+                    return new
+            except asyncpg.UndefinedTableError:
+                if attempt:
+                    raise
+                # A connection that has not written yet: make its staging tables, then retry.
+                await conn.execute(_STAGE_DDL)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-        return await self._run(fn)
+    async def _write_unnest(self, conn: asyncpg.Connection, rows: R.Rows) -> int:
+        new = 0
+        async with conn.transaction():
+            if rows.cdrs:
+                new += await conn.fetchval(_CDR_SQL, *_columns(rows.cdrs, len(R.CDR_COLUMNS)))
+            if rows.legs:
+                await conn.execute(_LEG_SQL, *_columns(rows.legs, len(R.LEG_COLUMNS)))
+            for sql, batch, width in (
+                (_QUEUE_SQL, rows.queue, len(R.QUEUE_COLUMNS)),
+                (_AGENT_SQL, rows.agents, len(R.AGENT_COLUMNS)),
+                (_RECORDING_SQL, rows.recordings, len(R.RECORDING_COLUMNS)),
+                (_SECURITY_SQL, rows.security, len(R.SECURITY_COLUMNS)),
+                (_LOG_SQL, rows.log, len(R.LOG_COLUMNS)),
+            ):
+                if batch:
+                    status = await conn.execute(sql, *_columns(batch, width))
+                    new += int(status.rsplit(" ", 1)[-1])
+            if rows.registrations:
+                await conn.execute(
+                    _REGISTRATION_SQL, *_columns(rows.registrations, len(R.REGISTRATION_COLUMNS))
+                )
+                new += len(rows.registrations)
+        return new
 
     # ---- reads ----
     async def recent_calls(

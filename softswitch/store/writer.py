@@ -4,8 +4,10 @@ Publishing is a `put_nowait` on the writer's bus queue, so calls never wait for 
 intake task drains the queue in batches and writes each batch in one transaction. When the database
 fails (or the backlog grows past `max_backlog`), batches go to the local spool instead, fsync'd,
 and a replay task feeds the spool back, oldest segment first, once the database answers; while the
-spool is not empty every new batch is spooled too, so events reach the database in order. Replays
-are idempotent because every row is keyed by its event id.
+spool is not empty every new batch is spooled too, so spooled events reach the database in the
+order they were published. Direct writes may overlap (`concurrency` transactions) because no table
+depends on the order of batches: rows are keyed by event id, registrations keep the newest update
+by timestamp and affinity counters add up. Replays are idempotent for the same reason.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class StoreWriter:
         *,
         batch_size: int = 1000,
         flush_interval: float = 0.05,
+        concurrency: int = 2,
         max_backlog: int = 200_000,
         retry_interval: float = 0.25,
         max_retry_interval: float = 5.0,
@@ -47,6 +50,7 @@ class StoreWriter:
         self._store = store
         self.spool_dir = spool_dir if spool_dir is not None else store.spool_dir
         self._batch_size = batch_size
+        self._concurrency = max(1, concurrency)
         self._flush_interval = flush_interval
         self._max_backlog = max_backlog
         self._retry_interval = retry_interval
@@ -59,7 +63,8 @@ class StoreWriter:
         self._spool_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._closing = False
-        self._busy = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._busy = 0  # batches taken from the queue and not yet handled
         # Counters for metrics and tests.
         self.spooling = False
         self.written = 0  # events handed to the store successfully (new or duplicate)
@@ -106,7 +111,7 @@ class StoreWriter:
 
     def abandon(self) -> None:
         """Stop at once without flushing, as a crash would (events already spooled stay on disk)."""
-        for task in (self._intake, self._replayer):
+        for task in (self._intake, self._replayer, *self._inflight):
             if task is not None:
                 task.cancel()
         if self._queue is not None:
@@ -121,7 +126,7 @@ class StoreWriter:
         """
         deadline = time.monotonic() + limit
         while True:
-            idle = self._queue is not None and self._queue.empty() and not self._busy
+            idle = self._queue is not None and self._queue.empty() and self._busy == 0
             if idle and (spool_counts or not self.spooling):
                 return
             if time.monotonic() > deadline:
@@ -139,24 +144,45 @@ class StoreWriter:
     async def _intake_loop(self) -> None:
         assert self._queue is not None
         q = self._queue
+        slots = asyncio.Semaphore(self._concurrency)
+        inflight = self._inflight
         stop = False
-        while not stop:
-            first = await q.get()
-            if first is _STOP:
-                break
-            self._busy = True
-            batch: list[Event] = [first]
-            stop = self._take(q, batch)
-            if not stop and len(batch) < self._batch_size and self._flush_interval > 0:
-                # Let a trickle of events accumulate a little: fewer, larger transactions.
-                await asyncio.sleep(self._flush_interval)
+        try:
+            while not stop:
+                first = await q.get()
+                if first is _STOP:
+                    break
+                self._busy += 1
+                batch: list[Event] = [first]
                 stop = self._take(q, batch)
-            try:
-                await self._handle(batch)
-            except Exception:  # never let the intake die: keep the batch on disk instead
-                log.exception("store writer failed on a batch; spooling it")
-                await self._spool_append(batch)
-            self._busy = False
+                if not stop and len(batch) < self._batch_size and self._flush_interval > 0:
+                    # Let a trickle of events accumulate a little: fewer, larger transactions.
+                    await asyncio.sleep(self._flush_interval)
+                    stop = self._take(q, batch)
+                if self.spooling:
+                    # Spool appends stay in publication order: one at a time, on this task.
+                    await self._handle_guarded(batch, None)
+                    continue
+                # Direct writes overlap (up to `concurrency` transactions) so the database can
+                # use more than one core; order between batches does not matter to the schema.
+                await slots.acquire()
+                task = asyncio.create_task(self._handle_guarded(batch, slots))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        finally:
+            if inflight:
+                await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _handle_guarded(self, batch: list[Event], slots: asyncio.Semaphore | None) -> None:
+        try:
+            await self._handle(batch)
+        except Exception:  # never let the intake die: keep the batch on disk instead
+            log.exception("store writer failed on a batch; spooling it")
+            await self._spool_append(batch)
+        finally:
+            self._busy -= 1
+            if slots is not None:
+                slots.release()
 
     def _take(self, q: asyncio.Queue[Any], batch: list[Event]) -> bool:
         """Move queued events into `batch` up to the batch size; True when the stop sentinel came."""
