@@ -290,6 +290,12 @@ class AcdEngine:
         del self._agents[agent]
         return out
 
+    def reset_agent_counters(self) -> None:
+        """Start a new day for fewest-calls and least-talk-time (calls taken and talk time to zero)."""
+        for a in self._agents.values():
+            a.calls = 0
+            a.talk_time = 0.0
+
     def _check_queues(self, cfg: AgentConfig) -> None:
         for qn in cfg.queues:
             if qn not in self._queues:

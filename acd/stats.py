@@ -211,6 +211,14 @@ class StatsBook:
                 c.idle_time += end - t
             t = end
 
+    def prune(self, before: float) -> None:
+        """Drop 15-minute buckets that ended before `before` (once the store has saved them)."""
+        limit = int(before // BASE)
+        for group in (self._queues, self._agents):
+            for series in group.values():
+                for idx in [i for i in series.buckets if i < limit]:
+                    del series.buckets[idx]
+
     # -- reading --------------------------------------------------------------------------------
 
     def queue_live(self, queue: str) -> Report:

@@ -734,3 +734,27 @@ def test_caller_needing_a_rare_skill_reaches_the_one_higher_tier_agent_who_has_i
     eng = make(QueueConfig("q", skills={"ja": 1}), agents)
     d = eng.caller_joined("x", "q", 1.0, skills={"th": 4})
     assert offer_to(d) == [("x", "thai")]
+
+
+def test_old_interval_buckets_can_be_pruned_once_saved() -> None:
+    eng = make(QueueConfig("q"), [agent("a")])
+    eng.caller_joined("x", "q", 100.0)
+    eng.caller_joined("y", "q", 2000.0)
+    eng.stats.prune(1800.0)
+    assert [r.start for r in eng.stats.queue_intervals("q", 15)] == [1800.0]
+    assert eng.stats.queue_live("q").offered == 2
+
+
+def test_daily_reset_makes_fewest_calls_start_over() -> None:
+    eng = make(QueueConfig("q", strategy=Strategy.FEWEST_CALLS), [agent("a"), agent("b")], login=False)
+    eng.agent_logged_in("a", 0.0)
+    for i in range(2):
+        eng.caller_joined(f"h{i}", "q", 1.0 + i)
+        eng.offer_accepted(f"h{i}", "a", 1.0 + i)
+        eng.call_ended(f"h{i}", 1.5 + i)
+    eng.agent_logged_in("b", 10.0)  # a has been idle longer but took 2 calls
+    assert offer_to(eng.caller_joined("x", "q", 20.0)) == [("x", "b")]
+    eng.caller_left("x", 21.0)
+    eng.reset_agent_counters()
+    assert offer_to(eng.caller_joined("y", "q", 30.0)) == [("y", "a")]
+    assert eng.stats.agent_live("a").answered == 2  # statistics are not reset
