@@ -68,14 +68,15 @@ def escape(text: str, safe: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _parse_params(text: str, *, unesc: bool = True) -> dict[str, str | None]:
-    """Split ``;a=b;c`` into an ordered dict with lower-cased names."""
+def _parse_params(text: str) -> dict[str, str | None]:
+    """Split validated URI parameters ``;a=b;c`` into an ordered dict with lower-cased names."""
     params: dict[str, str | None] = {}
     if not text:
         return params
+    escaped = "%" in text
     for part in text.split(";")[1:]:
         name, eq, value = part.partition("=")
-        if unesc:
+        if escaped:
             params[unescape(name).lower()] = unescape(value) if eq else None
         else:
             params[name.lower()] = value if eq else None
@@ -289,9 +290,17 @@ _QPAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _parse_header_params(text: str) -> dict[str, str | None]:
+    """Split validated header parameters (``;tag=x ; lr``) into a dict with lower-cased names."""
     if not text:
         return {}
-    return {m.group(1).lower(): m.group(2) for m in _HPARAM_RE.finditer(text)}
+    if '"' in text:
+        # A quoted value may hold ';' or '=': let the grammar find the boundaries.
+        return {m.group(1).lower(): m.group(2) for m in _HPARAM_RE.finditer(text)}
+    params: dict[str, str | None] = {}
+    for part in text.split(";")[1:]:
+        name, eq, value = part.partition("=")
+        params[name.strip(" \t").lower()] = value.strip(" \t") if eq else None
+    return params
 
 
 def unquote(text: str) -> str:
