@@ -139,6 +139,23 @@ def latency(ops: int, seed: int) -> None:
     print(f"waiting at the end: {len(waiting)}, on call: {len(connected)}")
 
 
+def rare_skill(seed: int) -> None:
+    """Worst case for a caller: 5,000 idle agents in one queue, one of whom has the skill needed."""
+    agents = [AgentConfig(f"a{i}", skills={"ja": 5, **({"th": 5} if i == 4_999 else {})}, queues={"q": 0})
+              for i in range(5_000)]
+    eng = AcdEngine([QueueConfig("q", skills={"ja": 1})], agents, rng=random.Random(seed))
+    for a in agents:
+        eng.agent_logged_in(a.id, 0.0)
+    xs = []
+    for i in range(2_000):
+        s = time.perf_counter_ns()
+        eng.caller_joined(f"x{i}", "q", 1.0 + i, skills={"th": 3})
+        xs.append(time.perf_counter_ns() - s)
+        eng.caller_left(f"x{i}", 1.0 + i)
+    print(f"rare skill among 5,000 idle agents: caller_joined p50 {percentile(xs, 50) / 1e3:.1f} us, "
+          f"p99 {percentile(xs, 99) / 1e3:.1f} us")
+
+
 def day(seed: int, calls: float) -> None:
     rng = random.Random(seed)
     n_agents, n_queues, n_skills = 1_000, 20, 10
@@ -199,6 +216,7 @@ def main() -> None:
     a = p.parse_args()
     if not a.skip_latency:
         latency(a.ops, a.seed)
+        rare_skill(a.seed)
     if not a.skip_day:
         day(a.seed, a.calls)
 
