@@ -260,12 +260,13 @@ def test_random_interleavings_never_raise_and_never_leak(steps: list[tuple]) -> 
             invites = [t for t in txs if isinstance(t, ClientTransaction) and t.invite]
             if invites:
                 layer.cancel(invites[a % len(invites)], now)
-                txs.extend(t.cancel_tx for t in invites if t.cancel_tx is not None)
         elif kind == "error" and txs:
             layer.on_transport_error(txs[a % len(txs)], now)
         else:
             now += a
             layer.tick(now)
+        # A CANCEL goes out on cancel() or, when pending, on the first provisional response.
+        txs.extend(t.cancel_tx for t in txs if isinstance(t, ClientTransaction) and t.cancel_tx is not None)
         check_consistency(layer, txs)
     # Every TU duty done: servers get a final answer, ringing INVITEs a final response.
     for tx in list(txs):
