@@ -897,6 +897,8 @@ class AcdEngine:
     def _match_caller(self, c: _Caller, now: float, out: list[Decision], why: str) -> None:
         if c.state != WAITING:
             return
+        if c.preferred is not None and c.preferred not in self._agents:
+            self._unawait(c)  # the prior handler was removed meanwhile
         if c.preferred is not None and c.aff_until > now:
             a = self._agents[c.preferred]
             if self._eligible(a, c, now):
