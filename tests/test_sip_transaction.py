@@ -945,3 +945,9 @@ def test_heap_compaction_while_timers_fire_keeps_every_timer_once(layer: Transac
     assert layer._stale == stale_entries(layer)
     assert len(sends(layer.tick(1.5))) == 500
     assert layer._stale == stale_entries(layer) and len(layer._heap) < 2000
+
+
+def test_stateless_response_to_ipv6_via_drops_brackets(layer: TransactionLayer) -> None:
+    req = request("OPTIONS", sent_by="[2001:db8::9]:5070")
+    (send,) = layer.send_response(make_response(req, 200), 0.0)
+    assert send.dest == Addr("udp", "2001:db8::9", 5070)

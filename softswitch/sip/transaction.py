@@ -342,7 +342,7 @@ def _reply_address(via: Via, source: Addr) -> Addr:
     if source.transport in RELIABLE_TRANSPORTS:
         return source  # same connection
     if via.maddr:
-        return Addr(source.transport, via.maddr, via.port or 5060)
+        return Addr(source.transport, via.maddr.strip("[]"), via.port or 5060)
     if via.rport is not None:
         return source
     # 'received' would equal the source address, so the source host serves for both cases.
@@ -355,7 +355,7 @@ def _via_address(via: Via) -> Addr:
     rport = via.rport
     default = 5061 if transport == "tls" else 5060
     port = rport if isinstance(rport, int) and not isinstance(rport, bool) else (via.port or default)
-    return Addr(transport, via.received or via.host, port)
+    return Addr(transport, (via.received or via.host).strip("[]"), port)  # Addr hosts carry no brackets
 
 
 def _top_via_raw(msg: Request | Response) -> str:
