@@ -131,7 +131,9 @@ def load_yaml(text: str, filename: str) -> Located:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = " ".join(x for x in (exc.context, exc.problem) if x)
         hint = None
-        if "indent" in problem or "mapping values" in problem or "block" in problem:
+        if "\\t" in problem or "'\t'" in problem:
+            hint = "YAML indentation must use spaces, not tabs"
+        elif "indent" in problem or "mapping values" in problem or "block" in problem:
             hint = "check the indentation of this line and the one above; use spaces, not tabs"
         raise ConfigError([f"{filename}:{line}:{col}: (YAML): {problem}" + (f" (hint: {hint})" if hint else "")]) from None
     except yaml.YAMLError as exc:

@@ -232,3 +232,17 @@ def test_check_command_reports_errors_on_stderr_with_exit_code_1(tmp_path: Path)
 def test_schema_command_prints_the_dialplan_schema() -> None:
     res = cli("schema", "--kind", "dialplan")
     assert res.returncode == 0 and json.loads(res.stdout)["title"] == "Dialplan"
+
+
+def test_examples_validate_against_the_generated_json_schemas() -> None:
+    jsonschema = pytest.importorskip("jsonschema")  # not a project dependency: skipped where absent
+    import yaml
+
+    from softswitch.dialplan.model import Dialplan
+
+    for model, names in ((Dialplan, ["office.yaml", "mailorder-ja.yaml"]),
+                         (NodeConfig, ["office.node.yaml", "mailorder-ja.node.yaml"])):
+        validator = jsonschema.Draft202012Validator(model.model_json_schema())
+        for name in names:
+            data = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+            assert [e.message for e in validator.iter_errors(data)] == [], name

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jpholiday
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -78,6 +78,9 @@ def _closed_text(v: str) -> str:
 
 
 ClosedDay = Annotated[str, AfterValidator(_closed_text)]
+# one range may be written without a list: `sat: "10:00-15:00"`
+TimeRanges = Annotated[list[TimeRange], BeforeValidator(lambda v: [v] if isinstance(v, str) else ([] if v is None else v),
+                                                        json_schema_input_type=str | list[str] | None)]
 
 
 class Calendar(BaseModel):
@@ -86,7 +89,7 @@ class Calendar(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field("Asia/Tokyo", description="IANA zone the hours are written in")
-    weekly: dict[str, list[TimeRange]] = Field(
+    weekly: dict[str, TimeRanges] = Field(
         default_factory=dict,
         description="day or day range ('mon-fri', 'sat', 'weekdays') -> time ranges ('09:00-18:00')")
     public_holidays: Literal["japan", "none"] = Field(
@@ -94,15 +97,8 @@ class Calendar(BaseModel):
     closed: list[ClosedDay] = Field(
         default_factory=list,
         description="closed days: '2026-08-14', a range '2026-08-13..2026-08-16' or a yearly '12-29..01-03'")
-    open: dict[str, list[TimeRange]] = Field(
+    open: dict[str, TimeRanges] = Field(
         default_factory=dict, description="special opening hours for a date ('2026-12-27') overriding the rest")
-
-    @field_validator("weekly", "open", mode="before")
-    @classmethod
-    def _single_range_as_list(cls, v: object) -> object:
-        if isinstance(v, dict):
-            return {k: ([x] if isinstance(x, str) else ([] if x is None else x)) for k, x in v.items()}
-        return v
 
     @field_validator("timezone")
     @classmethod

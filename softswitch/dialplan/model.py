@@ -405,7 +405,7 @@ def _patterns(v: object) -> object:
     return [str(x) for x in items]
 
 
-PatternList = Annotated[list[str] | None, BeforeValidator(_patterns)]
+PatternList = Annotated[list[str] | None, BeforeValidator(_patterns, json_schema_input_type=str | list[str] | None)]
 
 
 class Match(_Strict):
