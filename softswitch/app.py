@@ -1,0 +1,416 @@
+"""Builds a node from a validated config and runs it: the asyncio shell around the sans-IO cores."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from softswitch.calls.b2bua import B2BUA, Target
+from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
+from softswitch.events import EventBus
+from softswitch.logs import log_event, setup_logging
+from softswitch.registrar import Registrar
+from softswitch.security import Authenticator, Credentials
+from softswitch.sip.message import Request, Response, check_request_semantics, make_response, new_tag
+from softswitch.sip.transaction import (
+    AckReceived,
+    Addr,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    TimerSettings,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimeout,
+    TransportFailure,
+)
+from softswitch.sip.uri import SipURI, parse_uri
+from softswitch.transport import Transports
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, PRACK, INFO, MESSAGE"
+SUPPORTED = frozenset({"path", "outbound", "gruu", "replaces", "timer", "100rel"})
+
+RequestHandler = Callable[[Request, Addr], None]
+
+
+class Node:
+    """One softswitch node: transports, transactions, registrar, and the services around them."""
+
+    def __init__(self, config: NodeConfig, *, bus: EventBus | None = None) -> None:
+        self.config = config
+        self.bus = bus or EventBus()
+        sip = config.sip
+        sec = config.security
+        # The B2BUA sends its own 100 Trying at once, so the layer's automatic one is off.
+        self.transactions = TransactionLayer(TimerSettings(t1=sip.t1, t2=sip.t2, t4=sip.t4, trying_delay=None))
+        self.registrar = Registrar(
+            sip.domain,
+            min_expires=sip.min_expires,
+            max_expires=sip.max_expires,
+            default_expires=sip.default_expires,
+            publish=self.bus.publish,
+        )
+        self.auth = Authenticator(
+            sip.domain,
+            _credentials(config),
+            secret=secrets.token_bytes(32),
+            nonce_ttl=sec.nonce_ttl,
+            algorithms=tuple(sec.digest_algorithms),
+            fail_limit=sec.auth_fail_limit,
+            fail_window=sec.auth_fail_window,
+            ban_seconds=sec.ban_seconds,
+            rate=sec.rate_limit,
+            burst=sec.rate_burst,
+            publish=self.bus.publish,
+        )
+        self.transports = Transports(
+            self._on_message,
+            max_message_size=sip.max_message_size,
+            idle_timeout=sip.tcp_idle_timeout,
+            ssl_server=_server_ssl(config),
+        )
+        self.b2bua = B2BUA(self, publish=self.bus.publish, t1=sip.t1, t2=sip.t2)
+        self.handlers: dict[str, RequestHandler] = {
+            "REGISTER": self._on_register,
+            "OPTIONS": self._on_options,
+            "INVITE": self._on_invite,
+        }
+        self._users = {u.id for u in config.directory.users}
+        self._client_callbacks: dict[object, Callable[[Response], None]] = {}
+        self.dropped = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._reg_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+        self.listening: list[tuple[str, str, int]] = []
+        self._unsubscribe_log: Callable[[], None] | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._unsubscribe_log = self.bus.subscribe(log_event)
+        for spec in self.config.sip.listen:
+            host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
+            self.listening.append((spec.transport, host, port))
+            log.info("listening on %s://%s:%d", spec.transport, host, port)
+        self._schedule_registrar()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._reg_timer is not None:
+            self._reg_timer.cancel()
+        await self.transports.close()
+        if self._unsubscribe_log is not None:
+            self._unsubscribe_log()
+        log.info("node stopped")
+
+    def address(self, transport: str = "udp") -> tuple[str, int]:
+        """The bound address of the first listener of a transport."""
+        for t, host, port in self.listening:
+            if t == transport:
+                return host, port
+        raise LookupError(f"no {transport} listener")
+
+    # -- SIP plumbing ----------------------------------------------------------------------
+
+    def _on_message(self, msg: Request | Response, source: Addr) -> None:
+        wall = time.time()
+        if isinstance(msg, Request):
+            if not self.auth.admit(source.host, wall):
+                self.dropped += 1
+                return
+            if msg.method != "ACK" and self.auth.banned(source.host, wall):
+                self._send_stateless(make_response(msg, 403, "Forbidden", to_tag=new_tag()), source)
+                return
+        now = asyncio.get_running_loop().time()
+        self._execute(self.transactions.receive(msg, source, now))
+
+    def _execute(self, outputs: list) -> None:
+        for out in outputs:
+            if isinstance(out, Send):
+                self.transports.send(out.data, out.dest)
+            elif isinstance(out, RequestReceived):
+                self._on_request(out.request, out.source)
+            elif isinstance(out, ResponseReceived):
+                self._on_response(out.response, out.transaction)
+            elif isinstance(out, TransactionTimeout):
+                if out.timer != "C":
+                    self._on_client_failure(out.transaction, 408, "Request Timeout")
+            elif isinstance(out, TransportFailure):
+                self._on_client_failure(out.transaction, 503, "Service Unavailable")
+            elif isinstance(out, TransactionTerminated):
+                self._client_callbacks.pop(out.transaction, None)
+            elif isinstance(out, AckReceived):
+                self.b2bua.on_ack(out.request)
+            elif isinstance(out, CancelReceived):
+                invite = out.invite_server_tx.request
+                if invite is not None:
+                    self.b2bua.on_cancel(invite, out.invite_server_tx.to_tag)
+        self._reschedule()
+
+    def _on_request(self, req: Request, source: Addr) -> None:
+        problem = check_request_semantics(req, supported=SUPPORTED)
+        if problem is not None:
+            status, reason = problem
+            resp = make_response(req, status, reason, to_tag=new_tag())
+            if status == 420:
+                resp.headers.add("Unsupported", ", ".join(_unsupported(req)))
+            elif status == 415:
+                resp.headers.add("Accept", "application/sdp")
+            self.respond(resp)
+            return
+        if req.method != "ACK" and req.to.tag:
+            if not self.b2bua.on_in_dialog(req):
+                self.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
+            return
+        handler = self.handlers.get(req.method)
+        if handler is not None:
+            handler(req, source)
+            return
+        if req.method == "ACK":
+            return
+        if req.method in ("BYE", "CANCEL", "UPDATE", "PRACK", "INFO", "REFER", "NOTIFY"):
+            self.respond(make_response(req, 481, "Call/Transaction Does Not Exist", to_tag=new_tag()))
+        else:
+            resp = make_response(req, 405, "Method Not Allowed", to_tag=new_tag())
+            resp.headers.add("Allow", ALLOW)
+            self.respond(resp)
+
+    def respond(self, resp: Response) -> None:
+        """Send a response through its server transaction."""
+        now = asyncio.get_running_loop().time()
+        self._execute(self.transactions.send_response(resp, now))
+
+    def _send_stateless(self, resp: Response, dest: Addr) -> None:
+        self.transports.send(resp.serialize(), dest)
+
+    def _reschedule(self) -> None:
+        deadline = self.transactions.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = asyncio.get_running_loop().time()
+        self._execute(self.transactions.tick(now))
+
+    def _schedule_registrar(self) -> None:
+        deadline = self.registrar.next_deadline()
+        loop = asyncio.get_running_loop()
+        delay = 60.0 if deadline is None else max(0.0, min(60.0, deadline - time.time()))
+        self._reg_timer = loop.call_later(delay, self._on_registrar_timer)
+
+    def _on_registrar_timer(self) -> None:
+        self.registrar.expire(time.time())
+        self._schedule_registrar()
+
+    # -- services the call layer uses (B2BUA's SipService) -----------------------------------
+
+    def send_request(self, req: Request, dest: Addr, on_response: Callable[[Response], None]) -> object:
+        """Send a request in a new client transaction; `on_response` gets every response."""
+        now = asyncio.get_running_loop().time()
+        tx, outputs = self.transactions.send_request(req, dest, now)
+        self._client_callbacks[tx] = on_response
+        self._execute(outputs)
+        return tx
+
+    def cancel(self, tx: object) -> None:
+        now = asyncio.get_running_loop().time()
+        self._execute(self.transactions.cancel(tx, now))
+
+    def send_ack(self, req: Request, dest: Addr) -> None:
+        """ACK for a 2xx: no transaction (RFC 3261 17.1.1.3), straight to the transport."""
+        self._execute(self.transactions.send_stateless(req, dest))
+
+    def via(self, dest: Addr) -> str:
+        host, port = self._local_for(dest.transport)
+        host = f"[{host}]" if ":" in host else host
+        return f"SIP/2.0/{dest.transport.upper()} {host}:{port}"
+
+    def contact(self, user: str, dest: Addr) -> str:
+        host, port = self._local_for(dest.transport)
+        host = f"[{host}]" if ":" in host else host
+        suffix = "" if dest.transport == "udp" else f";transport={dest.transport}"
+        return f"<sip:{user}@{host}:{port}{suffix}>"
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]:
+        handle = asyncio.get_running_loop().call_later(delay, fn)
+        return handle.cancel
+
+    def resolve(self, uri: str, transport_hint: str = "udp") -> Addr:
+        parsed = parse_uri(uri)
+        if not isinstance(parsed, SipURI):
+            raise ValueError(f"cannot route to {uri}")
+        transport = (parsed.params.get("transport") or transport_hint).lower()
+        default = 5061 if transport == "tls" or parsed.scheme == "sips" else 5060
+        return Addr(transport, parsed.host.strip("[]"), parsed.port or default)
+
+    def _local_for(self, transport: str) -> tuple[str, int]:
+        for t, host, port in self.listening:
+            if t == transport:
+                return host, port
+        return self.listening[0][1], self.listening[0][2]
+
+    def _on_response(self, resp: Response, tx: object) -> None:
+        callback = self._client_callbacks.get(tx)
+        if callback is not None:
+            if resp.status >= 200:
+                self._client_callbacks.pop(tx, None)
+            callback(resp)
+
+    def _on_client_failure(self, tx: object, status: int, reason: str) -> None:
+        """A client transaction timed out or could not be sent: the TU sees a local final response."""
+        callback = self._client_callbacks.pop(tx, None)
+        request = getattr(tx, "request", None)
+        if callback is not None and isinstance(request, Request):
+            callback(make_response(request, status, reason))
+
+    # -- applications ----------------------------------------------------------------------
+
+    def _on_invite(self, req: Request, source: Addr) -> None:
+        """A new call from a phone: authenticate, find the callee's contacts, ring them all."""
+        wall = time.time()
+        who = self.auth.authenticate(req, source.host, wall)
+        if isinstance(who, Response):
+            self.respond(who)
+            return
+        ruri = req.ruri
+        callee = ruri.user if isinstance(ruri, SipURI) else None
+        if callee is None or callee not in self._users:
+            self.respond(make_response(req, 404, "Not Found", to_tag=new_tag()))
+            return
+        bindings = self.registrar.lookup(callee, wall)
+        if not bindings:
+            self.respond(make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag()))
+            return
+        targets = [Target(uri=b.contact, dest=b.target(), user=callee) for b in bindings]
+        self.b2bua.start_call(req, source, who, callee, targets)
+
+    def _on_register(self, req: Request, source: Addr) -> None:
+        wall = time.time()
+        who = self.auth.authenticate(req, source.host, wall)
+        if isinstance(who, Response):
+            self.respond(who)
+            return
+        self.respond(self.registrar.handle_register(req, source, who, wall))
+        self._schedule_registrar_soon()
+
+    def _schedule_registrar_soon(self) -> None:
+        deadline = self.registrar.next_deadline()
+        if deadline is None or self._reg_timer is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, deadline - time.time())
+        if due < self._reg_timer.when():
+            self._reg_timer.cancel()
+            self._reg_timer = loop.call_at(due, self._on_registrar_timer)
+
+    def _on_options(self, req: Request, source: Addr) -> None:
+        resp = make_response(req, 200, "OK", to_tag=new_tag())
+        resp.headers.add("Allow", ALLOW)
+        resp.headers.add("Accept", "application/sdp")
+        resp.headers.add("Supported", ", ".join(sorted(SUPPORTED)))
+        self.respond(resp)
+
+
+def _unsupported(req: Request) -> list[str]:
+    out = []
+    for value in req.headers.get_all("Require"):
+        tag = value.strip()
+        if tag and tag.lower() not in SUPPORTED:
+            out.append(tag)
+    return out
+
+
+def _credentials(config: NodeConfig) -> list[Credentials]:
+    creds = []
+    for u in config.directory.users:
+        creds.append(
+            Credentials(
+                user=u.id,
+                password=u.password.get_secret_value() if u.password is not None else None,
+                ha1_md5=u.ha1_md5,
+                ha1_sha256=u.ha1_sha256,
+            )
+        )
+    return creds
+
+
+def _server_ssl(config: NodeConfig) -> ssl.SSLContext | None:
+    sip = config.sip
+    if sip.tls_cert is None or sip.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(sip.tls_cert), str(sip.tls_key))
+    return ctx
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when it is installed (production); plain asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+async def serve(config: NodeConfig) -> int:
+    """Run a node until SIGTERM or SIGINT, then shut it down cleanly."""
+    node = Node(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("node ready: domain %s", config.sip.domain)
+    await stop.wait()
+    log.info("shutting down")
+    await node.stop()
+    return 0
+
+
+def run_main(args: argparse.Namespace) -> int:
+    """`softswitch run`: validate the config (refusing to start when invalid), then serve."""
+    setup_logging(args.log_format, args.log_level)
+    try:
+        if args.config:
+            config = load_config(args.config)
+        else:
+            base = Path.cwd() / "var" / "demo"
+            base.mkdir(parents=True, exist_ok=True)
+            config = demo_config(base)
+            log.info("no --config: demo node on 127.0.0.1 with SQLite under %s", base)
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("%s", line)
+        log.error("refusing to start: the configuration is invalid")
+        return 1
+    install_uvloop()
+    try:
+        return asyncio.run(serve(config))
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1

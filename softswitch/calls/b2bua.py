@@ -1,0 +1,514 @@
+"""The B2BUA: every call is an inbound leg and one or more outbound legs, each its own dialog.
+
+Callback-driven (no coroutines): the node feeds it requests, responses, ACKs, CANCELs and timer
+expiries; it sends through the node's transaction layer. SDP is relayed between the legs as is.
+Forking rings every live contact of the callee at once: the first 2xx wins, the others are
+cancelled, and a late 2xx from a loser is acknowledged and hung up at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from softswitch.events import CDR, CallAnswered, CallEnded, CallStarted, Event
+from softswitch.sip.dialog import Dialog, DialogError
+from softswitch.sip.message import Request, Response, make_response, new_call_id, new_tag
+from softswitch.sip.transaction import Addr
+from softswitch.sip.uri import SipURI
+
+log = logging.getLogger(__name__)
+
+#: Headers a B2BUA copies from one leg's request to the other's (the rest are per-leg).
+RELAYED = ("Content-Type", "Content-Disposition", "Session-Expires", "Min-SE", "Accept", "Allow-Events",
+           "User-Agent", "Subject", "Priority", "P-Asserted-Identity", "Privacy")
+
+
+class SipService(Protocol):
+    """What the B2BUA needs from the node."""
+
+    def send_request(
+        self, req: Request, dest: Addr, on_response: Callable[[Response], None]
+    ) -> object: ...
+    def cancel(self, tx: object) -> None: ...
+    def respond(self, resp: Response) -> None: ...
+    def send_ack(self, req: Request, dest: Addr) -> None: ...
+    def via(self, dest: Addr) -> str: ...
+    def contact(self, user: str, dest: Addr) -> str: ...
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Callable[[], None]: ...
+    def resolve(self, uri: str, transport_hint: str = "udp") -> Addr: ...
+
+
+@dataclass(slots=True)
+class Target:
+    """One place to ring: a request URI and where to send it."""
+
+    uri: str
+    dest: Addr
+    user: str = ""
+
+
+@dataclass(slots=True)
+class OutLeg:
+    """One outbound (callee-side) leg while it rings and after it answers."""
+
+    target: Target
+    invite: Request
+    tx: object | None = None
+    dialog: Dialog | None = None
+    status: int = 0
+    cancelled: bool = False
+    done: bool = False
+
+
+@dataclass(slots=True)
+class InLeg:
+    """The inbound (caller-side) leg."""
+
+    invite: Request
+    source: Addr
+    tag: str
+    dialog: Dialog | None = None
+    answer: Response | None = None
+    acked: bool = False
+    retransmit_cancel: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    """A call through the switch."""
+
+    uuid: str
+    caller: str
+    callee: str
+    a: InLeg
+    legs: list[OutLeg] = field(default_factory=list)
+    b: OutLeg | None = None  # the leg that answered
+    start: float = 0.0
+    answer: float | None = None
+    end: float | None = None
+    state: str = "routing"  # routing | ringing | answered | ended
+    best: Response | None = None
+    cause: str = ""
+    side: str = ""
+    trunk: str = ""
+    did: str = ""
+    no_answer_cancel: Callable[[], None] | None = None
+    pending: dict[str, tuple[str, object]] = field(default_factory=dict)
+
+
+# The response a caller sees when every fork failed: most telling first (RFC 3261 16.7 spirit).
+_PREFERENCE = (486, 600, 603, 404, 604, 484, 488, 606, 480, 487, 408, 503, 500)
+
+
+class B2BUA:
+    """Routes new INVITEs into calls and relays everything inside them."""
+
+    def __init__(
+        self,
+        sip: SipService,
+        *,
+        publish: Callable[[Event], None],
+        no_answer_timeout: float = 60.0,
+        t1: float = 0.5,
+        t2: float = 4.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sip = sip
+        self.publish = publish
+        self.no_answer_timeout = no_answer_timeout
+        self.t1 = t1
+        self.t2 = t2
+        self.clock = clock
+        self.calls: dict[str, Call] = {}
+        # (call_id, local_tag) -> (call, side) for in-dialog routing of both legs.
+        self._by_dialog: dict[tuple[str, str], tuple[Call, str]] = {}
+        self._by_invite: dict[tuple[str, str, int], Call] = {}
+
+    # -- new calls --------------------------------------------------------------------------
+
+    def start_call(
+        self,
+        invite: Request,
+        source: Addr,
+        caller: str,
+        callee: str,
+        targets: list[Target],
+        *,
+        trunk: str = "",
+        did: str = "",
+    ) -> Call:
+        """Ring every target in parallel on behalf of the caller's INVITE."""
+        call = Call(
+            uuid=uuid.uuid4().hex,
+            caller=caller,
+            callee=callee,
+            a=InLeg(invite=invite, source=source, tag=new_tag()),
+            start=self.clock(),
+            trunk=trunk,
+            did=did,
+        )
+        self.calls[call.uuid] = call
+        self._by_invite[self._invite_key(invite)] = call
+        self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee,
+                                 trunk=trunk, did=did))
+        self.sip.respond(make_response(invite, 100, "Trying"))
+        mf = invite.max_forwards
+        max_forwards = 70 if mf is None else max(0, mf - 1)
+        for target in targets:
+            self._fork(call, target, max_forwards)
+        call.state = "ringing"
+        call.no_answer_cancel = self.sip.call_later(self.no_answer_timeout, lambda: self._no_answer(call))
+        return call
+
+    def _fork(self, call: Call, target: Target, max_forwards: int) -> None:
+        a = call.a.invite
+        req = Request("INVITE", target.uri)
+        h = req.headers
+        h.add("Via", f"{self.sip.via(target.dest)};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport")
+        h.add("Max-Forwards", str(max_forwards))
+        from_ = a.from_
+        display = f'"{from_.display}" ' if from_.display else ""
+        h.add("From", f"{display}<sip:{call.caller}@{self._domain_of(a)}>;tag={new_tag()}")
+        h.add("To", f"<{target.uri}>")
+        h.add("Call-ID", new_call_id())
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", self.sip.contact(call.caller, target.dest))
+        h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
+        for name in RELAYED:
+            v = a.headers.get(name)
+            if v is not None:
+                h.add(name, v)
+        req.body = a.body
+        leg = OutLeg(target=target, invite=req)
+        call.legs.append(leg)
+        leg.tx = self.sip.send_request(req, target.dest, lambda resp, leg=leg: self._on_leg_response(call, leg, resp))
+
+    @staticmethod
+    def _domain_of(req: Request) -> str:
+        uri = req.to.uri
+        return uri.host if isinstance(uri, SipURI) else "localhost"
+
+    @staticmethod
+    def _invite_key(req: Request) -> tuple[str, str, int]:
+        return (req.call_id or "", req.from_.tag or "", req.cseq[0])
+
+    # -- responses from callee legs ---------------------------------------------------------
+
+    def _on_leg_response(self, call: Call, leg: OutLeg, resp: Response) -> None:
+        status = resp.status
+        if status < 200:
+            if status > 100 and resp.to.tag and leg.dialog is None:
+                leg.dialog = Dialog.as_uac(leg.invite, resp)
+            if status > 100 and call.state == "ringing" and not leg.cancelled:
+                self._relay_provisional(call, resp)
+            return
+        if 200 <= status < 300:
+            self._on_leg_answered(call, leg, resp)
+            return
+        leg.status = status
+        leg.done = True
+        if call.state != "ringing":
+            return
+        if call.best is None or _rank(status) < _rank(call.best.status):
+            call.best = resp
+        if all(lg.done for lg in call.legs):
+            self._fail(call, call.best or resp)
+
+    def _relay_provisional(self, call: Call, resp: Response) -> None:
+        a = call.a.invite
+        out = make_response(a, resp.status, resp.reason, to_tag=call.a.tag)
+        if resp.body:
+            out.body = resp.body
+            ctype = resp.headers.get("Content-Type")
+            if ctype:
+                out.headers.add("Content-Type", ctype)
+            out.headers.add("Contact", self.sip.contact(call.callee, call.a.source))
+        self.sip.respond(out)
+
+    def _on_leg_answered(self, call: Call, leg: OutLeg, resp: Response) -> None:
+        dialog = Dialog.as_uac(leg.invite, resp)
+        dialog.confirm(resp)
+        if leg.dialog is not None and leg.dialog.remote_tag == dialog.remote_tag:
+            leg.dialog.confirm(resp)
+            dialog = leg.dialog
+        # Every 2xx is acknowledged, even one we no longer want (RFC 3261 13.2.2.4).
+        self._ack(dialog, leg.invite.cseq[0], leg.target.dest)
+        if call.state != "ringing" or leg.cancelled or (call.b is not None and call.b is not leg):
+            self._bye(dialog, leg.target.dest)
+            return
+        leg.dialog = dialog
+        leg.done = True
+        leg.status = resp.status
+        call.b = leg
+        call.state = "answered"
+        call.answer = self.clock()
+        if call.no_answer_cancel is not None:
+            call.no_answer_cancel()
+        for other in call.legs:
+            if other is not leg and not other.done:
+                self._cancel_leg(other)
+        self._by_dialog[(dialog.call_id, dialog.local_tag)] = (call, "b")
+        # Answer the caller with the callee's SDP.
+        a = call.a.invite
+        ok = make_response(a, 200, "OK", to_tag=call.a.tag)
+        ok.headers.add("Contact", self.sip.contact(call.callee, call.a.source))
+        ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
+        ctype = resp.headers.get("Content-Type")
+        if resp.body and ctype:
+            ok.headers.add("Content-Type", ctype)
+        ok.body = resp.body
+        call.a.answer = ok
+        call.a.dialog = Dialog.as_uas(a, call.a.tag)
+        call.a.dialog.confirm()
+        self._by_dialog[(call.a.dialog.call_id, call.a.tag)] = (call, "a")
+        self.sip.respond(ok)
+        self._retransmit_2xx(call, self.t1)
+        self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by=leg.target.user or call.callee))
+
+    def _retransmit_2xx(self, call: Call, interval: float, elapsed: float = 0.0) -> None:
+        """The UAS core resends its 2xx until the ACK comes (RFC 3261 13.3.1.4, RFC 6026)."""
+
+        def again() -> None:
+            if call.a.acked or call.state != "answered" or call.a.answer is None:
+                return
+            if elapsed + interval >= 64 * self.t1:
+                log.info("call %s: no ACK for the 2xx, hanging up", call.uuid)
+                self._hangup_both(call, "no-ack", "caller")
+                return
+            self.sip.respond(call.a.answer)
+            self._retransmit_2xx(call, min(interval * 2, self.t2), elapsed + interval)
+
+        call.a.retransmit_cancel = self.sip.call_later(interval, again)
+
+    def _fail(self, call: Call, resp: Response) -> None:
+        status = resp.status
+        if status in (401, 407, 403):
+            status = 503  # the callee's challenge is not the caller's business
+        elif status >= 500 and status not in (503, 600, 603, 604, 606):
+            status = 503 if status != 500 else 500
+        out = make_response(call.a.invite, status, resp.reason if status == resp.status else None,
+                            to_tag=call.a.tag)
+        retry = resp.headers.get("Retry-After")
+        if retry:
+            out.headers.add("Retry-After", retry)
+        self.sip.respond(out)
+        disposition = {486: "busy", 600: "busy", 603: "declined", 480: "no-answer", 408: "no-answer",
+                       487: "cancelled", 404: "failed"}.get(status, "failed")
+        self._finish(call, disposition, f"{status}", "callee")
+
+    def _no_answer(self, call: Call) -> None:
+        if call.state != "ringing":
+            return
+        for leg in call.legs:
+            if not leg.done:
+                self._cancel_leg(leg)
+        out = make_response(call.a.invite, 480, "Temporarily Unavailable", to_tag=call.a.tag)
+        self.sip.respond(out)
+        self._finish(call, "no-answer", "no-answer-timeout", "system")
+
+    def _cancel_leg(self, leg: OutLeg) -> None:
+        leg.cancelled = True
+        leg.done = True
+        if leg.tx is not None:
+            self.sip.cancel(leg.tx)
+
+    # -- requests from the caller before answer ---------------------------------------------
+
+    def on_cancel(self, invite: Request, to_tag: str | None = None) -> bool:
+        """The caller cancelled its INVITE: cancel every fork, answer 487. False if unknown.
+
+        `to_tag` is the tag the transaction layer already put on its 200 to the CANCEL; the 487
+        must carry the same one.
+        """
+        call = self._by_invite.get(self._invite_key(invite))
+        if call is None or call.state != "ringing":
+            return False
+        if to_tag:
+            call.a.tag = to_tag
+        for leg in call.legs:
+            if not leg.done:
+                self._cancel_leg(leg)
+        self.sip.respond(make_response(call.a.invite, 487, "Request Terminated", to_tag=call.a.tag))
+        self._finish(call, "cancelled", "cancel", "caller")
+        return True
+
+    def on_ack(self, ack: Request) -> bool:
+        """ACK for a 2xx (in-dialog): stop retransmitting, or relay a re-INVITE's ACK."""
+        found = self._find(ack)
+        if found is None:
+            return False
+        call, side = found
+        if side == "a" and not call.a.acked:
+            call.a.acked = True
+            if call.a.retransmit_cancel is not None:
+                call.a.retransmit_cancel()
+            return True
+        pending = call.pending.pop(f"ack-{side}", None)
+        if pending is not None:
+            _, payload = pending
+            dialog, cseq, dest = payload  # type: ignore[misc]
+            self._ack(dialog, cseq, dest, body=ack.body)
+        return True
+
+    # -- in-dialog requests ------------------------------------------------------------------
+
+    def _find(self, req: Request) -> tuple[Call, str] | None:
+        to_tag = req.to.tag
+        if not to_tag:
+            return None
+        return self._by_dialog.get((req.call_id or "", to_tag))
+
+    def on_in_dialog(self, req: Request) -> bool:
+        """A request with a To tag: relay it to the other leg. False when no dialog matches."""
+        found = self._find(req)
+        if found is None:
+            return False
+        call, side = found
+        mine, other, other_dest = self._legs(call, side)
+        if mine is None or other is None:
+            self.sip.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
+            return True
+        try:
+            mine.check_request(req)
+        except DialogError as exc:
+            self.sip.respond(make_response(req, exc.status, exc.reason))
+            return True
+        if req.method == "BYE":
+            self.sip.respond(make_response(req, 200, "OK"))
+            self._bye(other, other_dest)
+            self._finish(call, "answered", "normal", "caller" if side == "a" else "callee")
+            return True
+        if req.method in ("INVITE", "UPDATE"):
+            mine.refresh_target(req)
+        self._relay_request(call, side, req, other, other_dest)
+        return True
+
+    def _legs(self, call: Call, side: str) -> tuple[Dialog | None, Dialog | None, Addr]:
+        b = call.b
+        b_dialog = b.dialog if b is not None else None
+        b_dest = b.target.dest if b is not None else call.a.source
+        if side == "a":
+            return call.a.dialog, b_dialog, b_dest
+        return b_dialog, call.a.dialog, call.a.source
+
+    def _relay_request(self, call: Call, side: str, req: Request, other: Dialog, dest: Addr) -> None:
+        headers = [(n, v) for n in RELAYED if (v := req.headers.get(n)) is not None]
+        contact_user = call.callee if side == "a" else call.caller
+        out = other.request(req.method, via=self.sip.via(dest), contact=self.sip.contact(contact_user, dest),
+                            body=req.body, headers=headers)
+        for name in ("Refer-To", "Referred-By", "Replaces", "Event", "Subscription-State", "RAck", "Info-Package"):
+            v = req.headers.get(name)
+            if v is not None:
+                out.headers.add(name, v)
+        other_side = "b" if side == "a" else "a"
+
+        def on_response(resp: Response) -> None:
+            if resp.status == 100:
+                return
+            back = make_response(req, resp.status, resp.reason)
+            ctype = resp.headers.get("Content-Type")
+            if resp.body and ctype:
+                back.headers.add("Content-Type", ctype)
+            back.body = resp.body
+            for name in ("Session-Expires", "Require", "Supported", "Min-SE"):
+                v = resp.headers.get(name)
+                if v is not None:
+                    back.headers.add(name, v)
+            if req.method in ("INVITE", "UPDATE") and 200 <= resp.status < 300:
+                other.refresh_target(resp)
+                mine = call.a.dialog if side == "a" else (call.b.dialog if call.b else None)
+                src = call.a.source if side == "a" else dest
+                back.headers.add("Contact", self.sip.contact(contact_user, src))
+                del mine
+            if req.method == "INVITE" and 200 <= resp.status < 300:
+                # Acknowledge the far side when the near side acknowledges us (it may carry SDP).
+                call.pending[f"ack-{side}"] = ("ack", (other, out.cseq[0], dest))
+            self.sip.respond(back)
+
+        del other_side
+        self.sip.send_request(out, dest, on_response)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def _ack(self, dialog: Dialog, cseq: int, dest: Addr, body: bytes = b"") -> None:
+        ack = dialog.ack(cseq, via=self.sip.via(dest), body=body)
+        self.sip.send_ack(ack, dest)
+
+    def _bye(self, dialog: Dialog, dest: Addr) -> None:
+        bye = dialog.request("BYE", via=self.sip.via(dest))
+        self.sip.send_request(bye, dest, lambda resp: None)
+
+    def _hangup_both(self, call: Call, cause: str, side: str) -> None:
+        if call.b is not None and call.b.dialog is not None:
+            self._bye(call.b.dialog, call.b.target.dest)
+        if call.a.dialog is not None:
+            self._bye(call.a.dialog, call.a.source)
+        self._finish(call, "answered", cause, side)
+
+    def hangup(self, call_uuid: str, cause: str = "admin") -> bool:
+        """End a call from the outside (operator API, shutdown)."""
+        call = self.calls.get(call_uuid)
+        if call is None:
+            return False
+        if call.state == "answered":
+            self._hangup_both(call, cause, "system")
+        elif call.state == "ringing":
+            for leg in call.legs:
+                if not leg.done:
+                    self._cancel_leg(leg)
+            self.sip.respond(make_response(call.a.invite, 503, "Service Unavailable", to_tag=call.a.tag))
+            self._finish(call, "failed", cause, "system")
+        return True
+
+    def _finish(self, call: Call, disposition: str, cause: str, side: str) -> None:
+        if call.state == "ended":
+            return
+        call.state = "ended"
+        call.end = self.clock()
+        call.cause, call.side = cause, side
+        if call.no_answer_cancel is not None:
+            call.no_answer_cancel()
+        if call.a.retransmit_cancel is not None and call.a.acked:
+            call.a.retransmit_cancel()
+        self.calls.pop(call.uuid, None)
+        self._by_invite.pop(self._invite_key(call.a.invite), None)
+        if call.a.dialog is not None:
+            self._by_dialog.pop((call.a.dialog.call_id, call.a.tag), None)
+        if call.b is not None and call.b.dialog is not None:
+            self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
+        legs = [(call.a.invite.call_id or "", "inbound", call.caller)]
+        legs += [(lg.invite.call_id or "", "outbound", lg.target.user or lg.target.uri) for lg in call.legs]
+        self.publish(CallEnded(ts=call.end, call_uuid=call.uuid, cause=cause, side=side))
+        self.publish(
+            CDR(
+                ts=call.end,
+                call_uuid=call.uuid,
+                caller=call.caller,
+                callee=call.callee,
+                start=call.start,
+                answer=call.answer,
+                end=call.end,
+                disposition=disposition if call.answer is None else "answered",
+                hangup_cause=cause,
+                hangup_side=side,
+                legs=tuple(legs),
+                trunk=call.trunk,
+                did=call.did,
+                agent=(call.b.target.user if call.b else ""),
+            )
+        )
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+def _rank(status: int) -> int:
+    try:
+        return _PREFERENCE.index(status)
+    except ValueError:
+        return len(_PREFERENCE) + (status // 100)
