@@ -650,6 +650,34 @@ class AcdEngine:
             "staffed": q.staffed,
         }
 
+    def snapshot(self, now: float) -> dict[str, list[dict[str, object]]]:
+        """Plain data for the supervisor view and wallboard: every agent, and every queue's callers."""
+        agents = [
+            {
+                "agent": a.id, "state": a.state.value, "reason": a.reason, "since": a.since,
+                "in_state_for": now - a.since, "caller": a.caller, "reachable": a.reachable,
+                "calls": a.calls, "talk_time": a.talk_time, "queues": dict(a.queues),
+            }
+            for a in self._agents.values()
+        ]
+        queues: list[dict[str, object]] = []
+        for name, q in self._queues.items():
+            callers = [self._callers[e[2]] for e in q.waiting]
+            queues.append({
+                **self.queue_status(name, now),
+                "queue": name,
+                "callers": [
+                    {
+                        "caller": c.id, "wait": now - c.join_time, "priority": c.priority,
+                        "preferred_agent": c.preferred, "callback_number": c.callback_number,
+                        "borrowed": c.queue != name,
+                    }
+                    for c in callers
+                ],
+                "ringing": sorted(cid for cid, _ in self._offers.values() if self._callers[cid].queue == name),
+            })
+        return {"agents": agents, "queues": queues}
+
     def check_invariants(self) -> None:
         """Raise AssertionError if the internal indexes disagree (used by the property tests)."""
         for a in self._agents.values():

@@ -758,3 +758,17 @@ def test_daily_reset_makes_fewest_calls_start_over() -> None:
     eng.reset_agent_counters()
     assert offer_to(eng.caller_joined("y", "q", 30.0)) == [("y", "a")]
     assert eng.stats.agent_live("a").answered == 2  # statistics are not reset
+
+
+def test_snapshot_shows_agents_and_waiting_callers_for_the_supervisor() -> None:
+    eng = make(QueueConfig("q"), [agent("a"), agent("b")])
+    eng.agent_paused("b", "training", 0.0)
+    eng.caller_joined("x", "q", 1.0)
+    eng.caller_joined("y", "q", 2.0, priority=1)
+    snap = eng.snapshot(10.0)
+    by_agent = {r["agent"]: r for r in snap["agents"]}
+    assert by_agent["a"]["state"] == "offered" and by_agent["a"]["caller"] == "x"
+    assert (by_agent["b"]["state"], by_agent["b"]["reason"], by_agent["b"]["in_state_for"]) == ("paused", "training", 10.0)
+    (q,) = snap["queues"]
+    assert [(w["caller"], w["wait"]) for w in q["callers"]] == [("y", 8.0)]  # type: ignore[index]
+    assert q["ringing"] == ["x"] and q["staffed"] == 1 and q["waiting"] == 1
