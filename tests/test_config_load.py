@@ -246,3 +246,16 @@ def test_examples_validate_against_the_generated_json_schemas() -> None:
         for name in names:
             data = yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
             assert [e.message for e in validator.iter_errors(data)] == [], name
+
+
+def test_trunk_registration_needs_credentials_and_api_tokens_name_known_agents(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "trunks:\n  - {name: t, host: h, register: true, username: u, password: p}\n"))
+    assert cfg.trunks[0].register is True and cfg.trunks_by_name["t"].register_expires == 600
+    errs = errors_of(write(tmp_path, "trunks:\n  - {name: t, host: h, register: true}\n"))
+    assert errs == [f"{tmp_path / 'node.yaml'}:2:5: trunks[0]: register: true needs username and password"]
+    errs = errors_of(write(tmp_path, "api:\n  tokens:\n    - {token: abc, role: agent, agent: '1001'}\n"
+                                     "    - {token: def, role: root}\n"))
+    assert [e.split(": ", 1)[1] for e in errs] == [
+        "api.tokens[1].role: Input should be 'agent', 'supervisor' or 'admin'"]
+    errs = errors_of(write(tmp_path, "api:\n  tokens:\n    - {token: abc, role: agent, agent: '1001'}\n"))
+    assert [e.split(": ", 1)[1] for e in errs] == ["api.tokens[0].agent: unknown user '1001'"]
