@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_sip_conformance_parser import _load
 from tests.nodes import UdpClient, node_config, options_request, running_node, status_of
+from tests.test_sip_conformance_parser import _load
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
 VERDICTS = CONFORMANCE / "verdicts.json"

@@ -507,54 +507,57 @@ class StreamParser:
     def _feed(self, data: bytes) -> list[Request | Response | KeepAlive]:
         buf = self._buf
         buf += data
+        size = len(buf)
+        pos = 0  # consumed octets; the buffer is compacted once, at the end
         out: list[Request | Response | KeepAlive] = []
-        while buf:
-            if self._pending is None:
-                if buf[0] == 0x0D:
-                    if buf[:4] == b"\r\n\r\n":
-                        out.append(KeepAlive("ping"))
-                        del buf[:4]
-                        self._scan_from = 0
+        try:
+            while pos < size:
+                if self._pending is None:
+                    if buf[pos] == 0x0D:
+                        if buf[pos:pos + 4] == b"\r\n\r\n":
+                            out.append(KeepAlive("ping"))
+                            pos += 4
+                            continue
+                        if size - pos < 2:
+                            break
+                        if buf[pos + 1] != 0x0A:
+                            raise SipParseError("Bad Request: stray CR on stream")
+                        if size - pos == 3 and buf[pos + 2] == 0x0D:
+                            break  # could be the start of a CRLFCRLF ping: wait for the next octet
+                        out.append(KeepAlive("pong"))
+                        pos += 2
                         continue
-                    if len(buf) < 2:
+                    idx = buf.find(b"\r\n\r\n", max(pos, self._scan_from))
+                    if idx < 0:
+                        if size - pos > self.max_size:
+                            raise SipParseError("Message Too Large: headers exceed the size limit", 513)
+                        self._scan_from = max(pos, size - 3)
                         break
-                    if buf[1] != 0x0A:
-                        raise SipParseError("Bad Request: stray CR on stream")
-                    if len(buf) == 3 and buf[2] == 0x0D:
-                        break  # could be the start of a CRLFCRLF ping: wait for the next octet
-                    out.append(KeepAlive("pong"))
-                    del buf[:2]
-                    self._scan_from = 0
-                    continue
-                idx = buf.find(b"\r\n\r\n", self._scan_from)
-                if idx < 0:
-                    if len(buf) > self.max_size:
+                    if idx + 4 - pos > self.max_size:
                         raise SipParseError("Message Too Large: headers exceed the size limit", 513)
-                    self._scan_from = max(0, len(buf) - 3)
+                    msg = _parse_head(buf[pos:idx].decode("utf-8", "surrogateescape"))
+                    partial = msg if isinstance(msg, Request) else None
+                    lengths = {int(v) for k, _, v in msg.headers._items if k == "content-length"}
+                    if not lengths:
+                        raise SipParseError("Bad Request: missing Content-Length on a stream", 400, partial)
+                    if len(lengths) > 1:
+                        raise SipParseError("Bad Request: conflicting Content-Length values", 400, partial)
+                    total = idx + 4 - pos + lengths.pop()
+                    if total > self.max_size:
+                        raise SipParseError(f"Message Too Large: {total} octets (limit {self.max_size})",
+                                            513, partial)
+                    self._pending = (msg, idx + 4 - pos, total)
+                msg, body_start, total = self._pending
+                if size - pos < total:
                     break
-                if idx + 4 > self.max_size:
-                    raise SipParseError("Message Too Large: headers exceed the size limit", 513)
-                msg = _parse_head(bytes(buf[:idx]).decode("utf-8", "surrogateescape"))
-                n = _content_length(msg)
-                if n is None:
-                    raise SipParseError("Bad Request: missing Content-Length on a stream", 400,
-                                        msg if isinstance(msg, Request) else None)
-                if len({int(v) for k, _, v in msg.headers._items if k == "content-length"}) > 1:
-                    raise SipParseError("Bad Request: conflicting Content-Length values", 400,
-                                        msg if isinstance(msg, Request) else None)
-                end = idx + 4 + n
-                if end > self.max_size:
-                    raise SipParseError(f"Message Too Large: {end} octets (limit {self.max_size})", 513,
-                                        msg if isinstance(msg, Request) else None)
-                self._pending = (msg, idx + 4, end)
-            msg, body_start, end = self._pending
-            if len(buf) < end:
-                break
-            msg.body = bytes(buf[body_start:end])
-            del buf[:end]
-            self._pending = None
-            self._scan_from = 0
-            out.append(msg)
+                msg.body = bytes(buf[pos + body_start:pos + total])
+                pos += total
+                self._pending = None
+                out.append(msg)
+        finally:
+            if pos:
+                del buf[:pos]
+                self._scan_from = max(0, self._scan_from - pos)
         return out
 
 

@@ -357,7 +357,7 @@ class Transports:
             self._connections[dest] = proto
             for data in self._pending.pop(dest, []):
                 proto._write(data)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             self._pending.pop(dest, None)
             self._fail(dest, exc)
         finally:
