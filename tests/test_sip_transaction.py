@@ -951,3 +951,31 @@ def test_stateless_response_to_ipv6_via_drops_brackets(layer: TransactionLayer) 
     req = request("OPTIONS", sent_by="[2001:db8::9]:5070")
     (send,) = layer.send_response(make_response(req, 200), 0.0)
     assert send.dest == Addr("udp", "2001:db8::9", 5070)
+
+
+def test_ack_for_2xx_reusing_invite_branch_reaches_tu_in_accepted(layer: TransactionLayer) -> None:
+    # Some UAs wrongly reuse the INVITE's branch on the ACK for a 2xx; RFC 6026 passes it to the TU.
+    req, tx = new_invite(layer)
+    layer.send_response(make_response(req, 200, to_tag="t1"), 0.0)
+    ack = request("ACK", cseq_method="ACK", to_tag="t1")
+    assert layer.receive(ack, PEER, 0.1) == [AckReceived(ack, PEER)]
+    assert tx.state is State.ACCEPTED
+
+
+def test_rfc2543_ack_for_2xx_reaches_tu(layer: TransactionLayer) -> None:
+    req, tx = new_invite(layer, branch="")
+    layer.send_response(make_response(req, 200, to_tag="t1"), 0.0)
+    ack = request("ACK", branch="", cseq_method="ACK", to_tag="t1")
+    assert layer.receive(ack, PEER, 0.1) == [AckReceived(ack, PEER)]
+
+
+def test_rfc2543_cancel_with_other_request_uri_is_answered_481(layer: TransactionLayer) -> None:
+    new_invite(layer, branch="")
+    out = layer.receive(request("CANCEL", branch="", uri="sip:carol@192.0.2.1"), PEER, 0.1)
+    assert [sent_message(s).status for s in sends(out)] == [481]  # type: ignore[union-attr]
+
+
+def test_response_without_via_is_stray(layer: TransactionLayer) -> None:
+    resp = answer(outgoing("OPTIONS"), 200)
+    resp.headers.remove("Via")
+    assert layer.receive(resp, PEER, 0.0) == [StrayResponse(resp, PEER)]
