@@ -45,13 +45,14 @@ class Load:
     """Traffic offered to one queue."""
 
     queue: str
-    arrival_rate: float  # calls per second
+    arrival_rate: float  # calls per second (the peak rate when a profile is given)
     handle_time: Sampler
     patience: Sampler | None = None  # None: nobody abandons
     priority: int = 0
     skills: Mapping[str, int] = field(default_factory=dict)
     returning_share: float = 0.0  # share of callers drawn from a pool of known numbers (affinity)
     customers: int = 1000
+    profile: Callable[[float], float] | None = None  # time -> share of the peak rate, 0..1 (intraday curve)
 
 
 @dataclass
@@ -146,6 +147,8 @@ class Simulator:
         load = self.loads[i]
         rng = self.rng
         self._push(now + rng.expovariate(load.arrival_rate), _ARRIVE, i)
+        if load.profile is not None and rng.random() >= load.profile(now):
+            return  # thinning: a non-homogeneous Poisson process from the peak rate
         cid = f"s{next(self._ids)}"
         self.result.arrivals += 1
         self._handle[cid] = load.handle_time(rng)

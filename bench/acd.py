@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import random
 import sys
 import time
@@ -159,8 +160,14 @@ def rare_skill(seed: int) -> None:
 def day(seed: int, calls: float) -> None:
     rng = random.Random(seed)
     n_agents, n_queues, n_skills = 1_000, 20, 10
-    hours = 10.0
+    hours = 12.0  # 08:00 to 20:00, busiest mid-morning and after lunch
     duration = hours * 3600
+
+    def profile(t: float) -> float:
+        h = 8.0 + t / 3600
+        return max(0.15, math.exp(-((h - 10.5) / 1.6) ** 2), 0.85 * math.exp(-((h - 14.5) / 2.0) ** 2))
+
+    mean_share = sum(profile(t) for t in range(0, int(duration), 60)) / (duration / 60)
     handle = 240.0
     trunk = OverflowTarget(TargetKind.TRUNK, "outsourcer")
     queues = [
@@ -183,9 +190,9 @@ def day(seed: int, calls: float) -> None:
         agents.append(AgentConfig(f"a{i}", skills={f"s{s}": rng.randint(3, 10) for s in skills},
                                   queues={q: j for j, q in enumerate(member)}))
     eng = AcdEngine(queues, agents, rng=random.Random(seed))
-    rate = calls / duration / n_queues
+    rate = calls / duration / n_queues / mean_share  # the peak rate per queue
     loads = [Load(f"q{i}", rate, lognormal(handle, handle / 2), patience=exponential(240), returning_share=0.3,
-                  customers=2_000) for i in range(n_queues)]
+                  customers=2_000, profile=profile) for i in range(n_queues)]
     sim = Simulator(eng, loads, random.Random(seed + 1), answer_delay=lognormal(3, 1), no_answer_probability=0.02)
     t0, c0 = time.perf_counter(), time.process_time()
     r = sim.run(duration, login=[a.id for a in agents])
@@ -197,12 +204,21 @@ def day(seed: int, calls: float) -> None:
     hits = sum(eng.stats.queue_live(q.name).affinity_hits for q in queues)
     misses = sum(eng.stats.queue_live(q.name).affinity_misses for q in queues)
     occ = [eng.stats.agent_live(a.id).occupancy or 0 for a in agents]
-    print(f"day: {n_agents} agents, {n_queues} queues, {hours:g} h, {r.arrivals} calls, {r.engine_calls} engine calls, "
+    hourly: dict[float, list[int]] = {}
+    for q in queues:
+        for rep in eng.stats.queue_intervals(q.name, 60):
+            h = hourly.setdefault(rep.start, [0, 0])
+            h[0] += rep.offered
+            h[1] += rep.abandoned
+    print(f"day: {n_agents} agents, {n_queues} queues, {hours:g} h (peak/mean arrivals {1 / mean_share:.2f}), "
+          f"{r.arrivals} calls, {r.engine_calls} engine calls, "
           f"{r.decisions} decisions")
     print(f"  answered {r.answered} ({answered} by engine stats), abandoned {r.abandoned}, overflowed {r.overflowed}, "
           f"rejected {r.rejected}")
     print(f"  service level (20 s) {in_sl / closed:.3f}, mean occupancy {sum(occ) / len(occ):.3f}, "
           f"affinity hits {hits} misses {misses}")
+    print("  calls per hour (abandoned): " + ", ".join(
+        f"{8 + int(t // 3600):02d}h {v[0]} ({v[1]})" for t, v in sorted(hourly.items())))
     print(f"  wall time {wall:.1f} s (target < 30 s), cpu time {cpu:.1f} s, {r.arrivals / wall:,.0f} calls/s")
 
 
