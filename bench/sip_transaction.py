@@ -15,6 +15,9 @@ from __future__ import annotations
 import sys
 import time
 import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from softswitch.sip.message import Request, make_response, parse_message
 from softswitch.sip.transaction import Addr, Send, TransactionLayer
