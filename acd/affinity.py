@@ -5,7 +5,7 @@ Kept as plain data so the store can save and reload it (`export()` / `load()`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class AffinityMemory:
@@ -42,12 +42,18 @@ class AffinityMemory:
         """Plain rows `{key, agent, when}` for the store."""
         return [{"key": k, "agent": a, "when": w} for k, es in self._handlers.items() for a, w in es]
 
-    def load(self, rows: Iterable[dict[str, object]]) -> None:
-        """Merge rows produced by `export()` (or read back from the store)."""
+    def load(self, rows: Iterable[object]) -> None:
+        """Merge rows from `export()` (dicts with key, agent, when) or the store's `Affinity` rows
+        (objects or dicts with caller, agent, last_handled)."""
         for row in rows:
-            when = row["when"]
-            assert isinstance(when, int | float)
-            self.record_handler(str(row["key"]), str(row["agent"]), float(when))
+            if isinstance(row, Mapping):
+                key, agent = row.get("key", row.get("caller")), row["agent"]
+                when = row.get("when", row.get("last_handled"))
+            else:
+                key, agent, when = row.caller, row.agent, row.last_handled  # type: ignore[attr-defined]
+            if not isinstance(when, int | float):
+                raise ValueError(f"affinity row without a time: {row!r}")
+            self.record_handler(str(key), str(agent), float(when))
 
     def __len__(self) -> int:
         return len(self._handlers)

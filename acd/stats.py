@@ -68,6 +68,7 @@ class Report:
     answered: int
     abandoned: int
     overflowed: int
+    answered_within: int  # answered within the queue's service-level threshold
     service_level: float | None
     average_speed_of_answer: float | None
     average_handle_time: float | None
@@ -88,6 +89,7 @@ class Report:
             answered=c.answered,
             abandoned=c.abandoned,
             overflowed=c.overflowed,
+            answered_within=c.answered_in_sl,
             service_level=c.answered_in_sl / closed if closed else None,
             average_speed_of_answer=c.wait_answered / c.answered if c.answered else None,
             average_handle_time=(c.talk_time + c.wrap_time) / c.handled if c.handled else None,

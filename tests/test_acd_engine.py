@@ -772,3 +772,22 @@ def test_snapshot_shows_agents_and_waiting_callers_for_the_supervisor() -> None:
     (q,) = snap["queues"]
     assert [(w["caller"], w["wait"]) for w in q["callers"]] == [("y", 8.0)]  # type: ignore[index]
     assert q["ringing"] == ["x"] and q["staffed"] == 1 and q["waiting"] == 1
+
+
+def test_affinity_loads_the_stores_rows() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class StoreRow:  # the shape of softswitch.store.Affinity
+        caller: str
+        agent: str
+        last_handled: float
+        count: int
+
+    mem = AffinityMemory()
+    mem.load([StoreRow("0311", "a", 5.0, 3), {"caller": "0322", "agent": "b", "last_handled": 6.0}])
+    mem.load([{"key": "0311", "agent": "c", "when": 7.0}])
+    assert mem.recent("0311", 8.0) == ["c", "a"]
+    assert mem.recent("0322", 8.0) == ["b"]
+    with pytest.raises(ValueError):
+        mem.load([{"key": "x", "agent": "a"}])
