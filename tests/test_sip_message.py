@@ -280,6 +280,15 @@ def test_malformed_request_carries_a_partial_request_for_the_400() -> None:
     assert parse_message(resp.serialize()).status == 400
 
 
+def test_partial_request_never_copies_bare_line_breaks_into_the_response() -> None:
+    data = invite().replace(b"To: Bob <sip:bob@biloxi.example.com>", b"To: Bob <sip:b@x>\nX-Evil: 1")
+    with pytest.raises(SipParseError) as err:
+        parse_message(data)
+    assert err.value.partial is not None
+    out = make_response(err.value.partial, 400).serialize()
+    assert b"X-Evil" not in out and parse_message(out).status == 400
+
+
 def test_unsupported_version_carries_a_partial_request_for_the_505() -> None:
     data = invite().replace(b"SIP/2.0\r\nVia", b"SIP/2.1\r\nVia")
     with pytest.raises(SipParseError) as err:

@@ -329,12 +329,16 @@ class Response(_Message):
 
 # --- parsing ------------------------------------------------------------------------------------
 def _loose_headers(lines: list[str]) -> Headers:
-    """Best-effort headers for a partial request: every line with a colon, unchecked."""
+    """Best-effort headers for a partial request: every line with a colon, unchecked.
+
+    Lines holding a bare CR or LF are dropped: make_response copies values verbatim, and they
+    would otherwise inject headers into our own error response.
+    """
     triples = []
     for line in lines:
         name, sep, value = line.partition(":")
         name = name.strip(" \t")
-        if sep and name:
+        if sep and name and "\r" not in line and "\n" not in line:
             triples.append((header_key(name), CANONICAL_NAMES.get(header_key(name), name),
                             value.strip(" \t")))
     return Headers._from_triples(triples)
