@@ -45,13 +45,17 @@ QUEUES = [
                 overflow=OverflowTarget(TargetKind.TRUNK, "outsourcer"), rejoin_grace=10),
     QueueConfig("vip", strategy=Strategy.RANDOM, affinity_wait=8, max_wait=60,
                 overflow=OverflowTarget(TargetKind.CALLBACK), rejoin_grace=10, wrap_up=2),
+    QueueConfig("rr", strategy=Strategy.ROUND_ROBIN, ring_timeout=3, max_wait=30,
+                overflow=OverflowTarget(TargetKind.QUEUE, "sales")),
+    QueueConfig("best", strategy=Strategy.WEIGHTED, skills={"en": 1}, max_size=2,
+                overflow=OverflowTarget(TargetKind.QUEUE, "rr")),
 ]
 AGENTS = [
-    AgentConfig("a1", skills={"ja": 5}, queues={"sales": 0, "support": 1}),
-    AgentConfig("a2", skills={"ja": 2, "en": 7}, queues={"sales": 0, "vip": 0}),
+    AgentConfig("a1", skills={"ja": 5}, queues={"sales": 0, "support": 1, "rr": 1}),
+    AgentConfig("a2", skills={"ja": 2, "en": 7}, queues={"sales": 0, "vip": 0, "best": 1}),
     AgentConfig("a3", skills={"ja": 9}, queues={"support": 0, "vip": 1}),
     AgentConfig("a4", skills={"ja": 4}, queues={"support": 0, "sales": 2}),
-    AgentConfig("a5", skills={"en": 3}, queues={"vip": 0}),
+    AgentConfig("a5", skills={"en": 3}, queues={"vip": 0, "rr": 0, "best": 0}),
 ]
 AGENT_IDS = [a.id for a in AGENTS]
 RING_ALL = {"support"}
