@@ -170,3 +170,27 @@ async def test_a_torn_last_spool_line_is_set_aside_and_the_rest_replayed(tmp_pat
     await assert_exactly_once(store, evs)
     assert (tmp_path / "spool" / "unreadable.jsonl").read_text().startswith('{"ts"')
     await store.close()
+
+
+async def test_a_node_started_during_an_outage_migrates_and_replays_when_the_database_returns(
+    pg_db: str, tmp_path: Path
+) -> None:
+    await reset_schema(pg_db)  # an empty database: nothing migrated yet
+    async with Outage(pg_db) as outage:
+        await outage.cut()
+        with pytest.raises(StoreUnavailable):
+            await open_store(pg_url(pg_db), base_dir=tmp_path)
+        store = await open_store(pg_url(pg_db), base_dir=tmp_path, require=False)
+        bus = EventBus()
+        writer = StoreWriter(bus, store, batch_size=16, flush_interval=0.001, retry_interval=0.05)
+        await writer.start()
+        evs = [ev for i in range(20) for ev in sample_call(i, ts=T0 + i)]
+        for ev in evs:
+            bus.publish(ev)
+        await writer.drain(limit=10, spool_counts=True)
+        assert writer.spooled == len(evs)
+    await writer.drain(limit=20)
+    await writer.stop()
+    assert (await store.migration_status()).pending == ()
+    await assert_exactly_once(store, evs)
+    await store.close()

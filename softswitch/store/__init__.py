@@ -10,6 +10,7 @@ await store.close()
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from softswitch.store.base import (
@@ -25,6 +26,8 @@ from softswitch.store.base import (
     User,
 )
 from softswitch.store.writer import StoreWriter
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Affinity",
@@ -87,17 +90,30 @@ def create_store(url: str, *, base_dir: Path, spool_dir: Path | None = None) -> 
 
 
 async def open_store(
-    url: str, *, base_dir: Path, spool_dir: Path | None = None, migrate: bool = True
+    url: str,
+    *,
+    base_dir: Path,
+    spool_dir: Path | None = None,
+    migrate: bool = True,
+    require: bool = True,
 ) -> Store:
     """Open the store named by `url` and apply pending migrations.
 
     `spool_dir` (default `base_dir/spool`) is where the writer keeps events while the database is
-    down. Raises StoreError for a bad URL and StoreUnavailable when the database cannot be reached.
+    down. Raises StoreError for a bad URL and StoreUnavailable when the database cannot be reached,
+    unless `require` is False: then a PostgreSQL store is returned anyway and migrates as soon as
+    the database answers, so a node can start (and spool) during an outage.
     """
     store = create_store(url, base_dir=base_dir, spool_dir=spool_dir)
     if migrate:
         try:
             await store.migrate()
+        except StoreUnavailable as exc:
+            if not require and store.defer_migration():
+                log.warning("database unavailable at start (%s); events will be spooled", exc)
+                return store
+            await store.close()
+            raise
         except BaseException:
             await store.close()
             raise

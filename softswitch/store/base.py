@@ -144,6 +144,14 @@ class Store(abc.ABC):
     async def migrate(self) -> MigrationStatus:
         """Apply pending schema migrations and return the resulting status."""
 
+    def defer_migration(self) -> bool:
+        """Apply migrations at the first successful connection instead of now.
+
+        Lets a node start while its database is down (the writer spools meanwhile). Returns False
+        when the backend cannot defer (SQLite: a local file is either usable now or not at all).
+        """
+        return False
+
     @abc.abstractmethod
     async def migration_status(self) -> MigrationStatus:
         """Applied and pending migrations, without changing anything."""

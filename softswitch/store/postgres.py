@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Errors of a migration's own SQL (as opposed to losing the connection while applying it).
+_MIGRATION_ERRORS = (
+    asyncpg.SyntaxOrAccessError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.FeatureNotSupportedError,
+)
+
 # Serialises migrations across nodes sharing one database (an arbitrary, fixed key).
 _MIGRATION_LOCK_KEY = 0x50F7_5317
 
@@ -220,6 +228,9 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._closed = False
+        self._migrate_lock = asyncio.Lock()
+        self._migrating = False
+        self._deferred_migration = False
 
     # ---- connection handling ----
     async def _get_pool(self) -> asyncpg.Pool:
@@ -244,6 +255,8 @@ class PostgresStore(Store):
     async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection, mapping driver errors to the store's two kinds."""
         pool = await self._get_pool()
+        if self._deferred_migration and not self._migrating:
+            await self.migrate()  # the database is back after a start without it
         try:
             async with pool.acquire(timeout=self._connect_timeout) as conn:
                 return await fn(conn)
@@ -290,7 +303,21 @@ class PostgresStore(Store):
 
         return await self._run(fn)
 
+    def defer_migration(self) -> bool:
+        self._deferred_migration = True
+        return True
+
     async def migrate(self) -> MigrationStatus:
+        async with self._migrate_lock:
+            self._migrating = True
+            try:
+                status = await self._migrate()
+            finally:
+                self._migrating = False
+            self._deferred_migration = False
+            return status
+
+    async def _migrate(self) -> MigrationStatus:
         async def fn(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
@@ -307,7 +334,10 @@ class PostgresStore(Store):
                     if again:  # another node applied it while we waited for the lock
                         continue
                     for stmt in m.statements:
-                        await conn.execute(stmt)
+                        try:
+                            await conn.execute(stmt)
+                        except _MIGRATION_ERRORS as exc:
+                            raise StoreError(f"migration {m.version} ({m.name}) failed: {exc}") from exc
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                         m.version,
@@ -316,14 +346,7 @@ class PostgresStore(Store):
                     )
                 log.info("applied schema migration %d (%s)", m.version, m.name)
 
-        try:
-            await self._run(fn)
-        except StoreUnavailable:
-            raise
-        except StoreError:
-            raise
-        except asyncpg.PostgresError as exc:  # pragma: no cover - a broken migration
-            raise StoreError(f"migration failed: {exc}") from exc
+        await self._run(fn)
         return await self.migration_status()
 
     # ---- writes ----
