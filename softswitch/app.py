@@ -15,7 +15,7 @@ from pathlib import Path
 
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
-from softswitch.events import EventBus
+from softswitch.events import CallEnded, EventBus
 from softswitch.logs import log_event, setup_logging
 from softswitch.registrar import Registrar
 from softswitch.security import Authenticator, Credentials
@@ -34,11 +34,16 @@ from softswitch.sip.transaction import (
     TransportFailure,
 )
 from softswitch.sip.uri import SipURI, parse_uri
+from softswitch.store import create_store, open_store
+from softswitch.store.base import Store, StoreUnavailable
+from softswitch.store.writer import StoreWriter
 from softswitch.transport import Transports
 
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, PRACK, INFO, MESSAGE"
+#: How long SIGTERM waits for calls in progress before hanging them up.
+SHUTDOWN_GRACE = 30.0
 SUPPORTED = frozenset({"path", "outbound", "gruu", "replaces", "timer", "100rel"})
 
 RequestHandler = Callable[[Request, Addr], None]
@@ -95,24 +100,81 @@ class Node:
         self._stopping = False
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
+        self.store: Store | None = None
+        self.writer: StoreWriter | None = None
+        self._migrator: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
+    @property
+    def base_dir(self) -> Path:
+        """The config file's folder: relative paths and the spool live there."""
+        path = self.config.path
+        return path.parent if path is not None else Path.cwd()
+
     async def start(self) -> None:
         self._unsubscribe_log = self.bus.subscribe(log_event)
+        await self._open_store()
         for spec in self.config.sip.listen:
             host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
             self.listening.append((spec.transport, host, port))
             log.info("listening on %s://%s:%d", spec.transport, host, port)
         self._schedule_registrar()
 
-    async def stop(self) -> None:
+    async def _open_store(self) -> None:
+        """Open the store and restore registrations; a database that is down does not stop calls.
+
+        Events are then spooled to disk and written when the database comes back.
+        """
+        spool = self.base_dir / "var" / "spool"
+        try:
+            self.store = await open_store(self.config.database, base_dir=self.base_dir, spool_dir=spool)
+        except StoreUnavailable as exc:
+            log.error("database unavailable (%s): events are spooled to %s until it returns", exc, spool)
+            self.store = create_store(self.config.database, base_dir=self.base_dir, spool_dir=spool)
+            self._migrator = asyncio.get_running_loop().create_task(self._migrate_later())
+        else:
+            for reg in await self.store.load_registrations(time.time()):
+                self.registrar.restore(reg.aor, reg.contact, reg.expires_at, reg.source, reg.user_agent)
+        self.writer = StoreWriter(self.bus, self.store, spool)
+        await self.writer.start()
+
+    async def _migrate_later(self) -> None:
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(5.0)
+            try:
+                await self.store.migrate()
+            except StoreUnavailable:
+                continue
+            log.info("database is back: schema ready, spooled events are being written")
+            return
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Refuse new calls, let calls in progress end (up to `grace` seconds), hang up the rest,
+        flush the store and close the transports."""
         self._stopping = True
+        if len(self.b2bua) and grace > 0:
+            idle = asyncio.Event()
+            unsubscribe = self.bus.subscribe(lambda e: None if len(self.b2bua) else idle.set(), CallEnded)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), grace)
+            unsubscribe()
+        for call_uuid in list(self.b2bua.calls):
+            self.b2bua.hangup(call_uuid, "shutdown")
+        if len(self.b2bua) or self.transactions.next_deadline() is not None:
+            await asyncio.sleep(0.2)  # let the BYEs and final answers go out
         if self._timer is not None:
             self._timer.cancel()
         if self._reg_timer is not None:
             self._reg_timer.cancel()
+        if self._migrator is not None:
+            self._migrator.cancel()
         await self.transports.close()
+        if self.writer is not None:
+            await self.writer.stop()
+        if self.store is not None:
+            await self.store.close()
         if self._unsubscribe_log is not None:
             self._unsubscribe_log()
         log.info("node stopped")
@@ -290,6 +352,11 @@ class Node:
 
     def _on_invite(self, req: Request, source: Addr) -> None:
         """A new call from a phone: authenticate, find the callee's contacts, ring them all."""
+        if self._stopping:
+            resp = make_response(req, 503, "Service Unavailable", to_tag=new_tag())
+            resp.headers.add("Retry-After", "30")
+            self.respond(resp)
+            return
         wall = time.time()
         who = self.auth.authenticate(req, source.host, wall)
         if isinstance(who, Response):
@@ -387,8 +454,20 @@ async def serve(config: NodeConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
     log.info("node ready: domain %s", config.sip.domain)
     await stop.wait()
-    log.info("shutting down")
-    await node.stop()
+    log.info("shutting down: refusing new calls, waiting up to %.0f s for calls in progress",
+             SHUTDOWN_GRACE)
+    # A second signal cuts the wait short.
+    stopping = asyncio.create_task(node.stop(grace=SHUTDOWN_GRACE))
+    stop.clear()
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopping, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping not in done:
+        log.info("second signal: ending calls now")
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        await node.stop(grace=0.0)
+    waiter.cancel()
     return 0
 
 

@@ -15,9 +15,10 @@ from email.utils import formatdate
 from typing import Protocol
 
 from softswitch.events import Event, RegistrationChanged
+from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import Request, Response, make_response
 from softswitch.sip.transaction import Addr
-from softswitch.sip.uri import NameAddr, SipURI, parse_uri
+from softswitch.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 
 
 @dataclass(slots=True)
@@ -248,6 +249,23 @@ class Registrar:
                 action=action,
             )
         )
+
+    def restore(self, aor: str, contact: str, expires_at: float, source: str, user_agent: str = "") -> None:
+        """Re-create a binding persisted before a restart (`source` as 'udp:host:port')."""
+        transport, _, rest = source.partition(":")
+        host, _, port = rest.rpartition(":")
+        try:
+            addr = Addr(transport or "udp", host.strip("[]"), int(port))
+            na = parse_name_addr(f"<{contact}>")
+        except (ValueError, SipParseError):
+            return
+        uri = na.uri
+        nat = isinstance(uri, SipURI) and (uri.host.strip("[]").lower() != addr.host.lower()
+                                           or (uri.port or 5060) != addr.port)
+        binding = Binding(aor=aor, contact=contact, expires_at=expires_at, call_id="", cseq=0, source=addr,
+                          user_agent=user_agent, behind_nat=nat, key=contact_key(na))
+        self.bindings.put(binding)
+        heapq.heappush(self._expiry, (expires_at, aor, binding.key))
 
     def next_deadline(self) -> float | None:
         return self._expiry[0][0] if self._expiry else None
