@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.message import Request, Response, StreamParser, parse_message
+from softswitch.sip.message import Request, Response, StreamParser, check_request_semantics, parse_message
 from softswitch.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -174,6 +174,9 @@ def _exercise(msg: Request | Response) -> None:
             msg.ruri  # noqa: B018
         except SipParseError:
             pass
+        # The semantic checks answer with a status; they never raise.
+        result = check_request_semantics(msg)
+        assert result is None or 400 <= result[0] <= 499
     for name in ("Allow", "Supported", "Accept", "Contact", "Via"):
         msg.headers.get_all(name)
     out = msg.serialize()
