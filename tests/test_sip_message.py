@@ -337,6 +337,16 @@ def test_serialize_adds_content_length_when_missing() -> None:
     assert bytes(req) == req.serialize()
 
 
+def test_compact_serialisation_uses_rfc3261_short_names_and_parses_back() -> None:
+    msg = parse_message(invite(extra="Event: presence\r\n"))
+    out = msg.serialize(compact=True)
+    assert b"\r\nv: SIP/2.0/UDP" in out and b"\r\ni: a84b" in out and b"\r\nl: %d\r\n" % len(SDP) in out
+    assert b"\r\nEvent: presence" in out  # RFC 3265's "o" is not assumed to be understood
+    assert len(out) < len(msg.serialize())
+    again = parse_message(out)
+    assert list(again.headers.items()) == list(msg.headers.items()) and again.body == msg.body
+
+
 def test_copy_is_independent_of_the_original() -> None:
     msg = parse_message(invite())
     c = msg.copy()

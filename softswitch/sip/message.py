@@ -100,6 +100,8 @@ _VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 _FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 _TAG_PARAM_RE = re.compile(r";[ \t]*tag[ \t]*=", re.IGNORECASE)
 _CSEQ_MAX = 2**31 - 1
+# The RFC 3261 compact forms only: later ones (o, u, r, b, x, y) may be unknown to older peers.
+_SHORT_NAMES: dict[str, str] = {full: short for short, full in COMPACT_FORMS.items() if short in "imelcfsktv"}
 
 
 def new_branch() -> str:
@@ -246,20 +248,28 @@ class _Message:
     def _start_line(self) -> str:
         raise NotImplementedError
 
-    def serialize(self) -> bytes:
-        """The message as bytes, with Content-Length set to the body's length."""
+    def serialize(self, *, compact: bool = False) -> bytes:
+        """The message as bytes, with Content-Length set to the body's length.
+
+        ``compact`` uses the short header names (RFC 3261 7.3.3), e.g. to keep a UDP request
+        under the path MTU (section 18.1.1).
+        """
         body = self.body
         parts = [self._start_line()]
+        short = _SHORT_NAMES if compact else None
+        cl_name = "l" if compact else "Content-Length"
         cl_done = False
         for k, n, v in self.headers._items:
             if k == "content-length":
                 if not cl_done:
-                    parts.append(f"Content-Length: {len(body)}")
+                    parts.append(f"{cl_name}: {len(body)}")
                     cl_done = True
                 continue
+            if short is not None:
+                n = short.get(k, n)
             parts.append(f"{n}: {v}")
         if not cl_done:
-            parts.append(f"Content-Length: {len(body)}")
+            parts.append(f"{cl_name}: {len(body)}")
         parts.append("\r\n")
         return "\r\n".join(parts).encode("utf-8", "surrogateescape") + body
 
