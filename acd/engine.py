@@ -27,6 +27,7 @@ from acd.model import (
     AgentState,
     AgentStateChange,
     Announce,
+    CallbackCancelled,
     CallbackRequested,
     CallEnded,
     CallerJoined,
@@ -330,6 +331,8 @@ class AcdEngine:
                 return self.caller_left(event.caller, now)
             case CallbackRequested():
                 return self.callback_requested(event.caller, event.number, now)
+            case CallbackCancelled():
+                return self.callback_cancelled(event.caller, now)
             case AgentLoggedIn():
                 return self.agent_logged_in(event.agent, now)
             case AgentLoggedOut():
@@ -422,6 +425,8 @@ class AcdEngine:
             return []
         if c.state == CONNECTED:
             return self.call_ended(caller, now)
+        if c.callback_number is not None:
+            return []  # hanging up is expected after asking for a callback: the place is kept
         out: list[Decision] = []
         preferred = c.preferred
         self._drop_caller(c, now, out, "caller hung up")
@@ -431,6 +436,16 @@ class AcdEngine:
         if grace > 0 and c.key and c.callback_number is None:
             self._left[c.key] = _Left(c, now, now + grace)
             self._push(now + grace, _LEFT, c.key, 0)
+        return out
+
+    def callback_cancelled(self, caller: str, now: float) -> list[Decision]:
+        """A queued callback is withdrawn (the customer cancelled it, or calling back failed)."""
+        c = self._callers.get(caller)
+        if c is None or c.state == CONNECTED:
+            return []
+        out: list[Decision] = []
+        self._drop_caller(c, now, out, "callback cancelled")
+        self.stats.abandoned(c.queue, now, now - c.join_time)
         return out
 
     def callback_requested(self, caller: str, number: str, now: float) -> list[Decision]:

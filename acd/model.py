@@ -249,6 +249,11 @@ class CallbackRequested(AcdEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackCancelled(AcdEvent):
+    caller: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentLoggedIn(AcdEvent):
     agent: str
 

@@ -374,6 +374,8 @@ def test_queued_callback_keeps_the_place_and_reserves_the_agent_when_due() -> No
     eng.caller_joined("x2", "q", 2.0)
     d = eng.callback_requested("x1", "09011112222", 3.0)
     assert of(d, ScheduleCallback)[0].number == "09011112222"
+    assert eng.caller_left("x1", 4.0) == []  # the caller hangs up to wait: no abandon
+    assert eng.stats.queue_live("q").abandoned == 0
     assert eng.waiting("q") == ["x1", "x2"]
     d = eng.call_ended("filler0-a", 10.0)
     (o,) = of(d, Offer)
@@ -791,3 +793,13 @@ def test_affinity_loads_the_stores_rows() -> None:
     assert mem.recent("0322", 8.0) == ["b"]
     with pytest.raises(ValueError):
         mem.load([{"key": "x", "agent": "a"}])
+
+
+def test_cancelled_callback_leaves_the_queue() -> None:
+    eng = make(QueueConfig("q"), [agent("a")], login=False)
+    eng.caller_joined("x", "q", 0.0)
+    eng.caller_joined("y", "q", 1.0)
+    eng.callback_requested("x", "0300", 2.0)
+    eng.callback_cancelled("x", 3.0)
+    assert eng.waiting("q") == ["y"]
+    assert offer_to(eng.agent_logged_in("a", 4.0)) == [("y", "a")]

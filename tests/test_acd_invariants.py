@@ -121,14 +121,23 @@ class AcdMachine(RuleBasedStateMachine):
     def leave(self, data: st.DataObject) -> None:
         cid = data.draw(st.sampled_from(sorted(self.engine._callers)))
         self.apply(self.engine.caller_left(cid, self.now))
-        self.ringing = {(c, a) for c, a in self.ringing if c != cid}
-        self.connected.pop(cid, None)
+        if self.engine.caller_state(cid) is None:  # a caller waiting for a callback stays
+            self.ringing = {(c, a) for c, a in self.ringing if c != cid}
+            self.connected.pop(cid, None)
 
     @precondition(lambda self: self.engine._callers)
     @rule(data=st.data())
     def ask_callback(self, data: st.DataObject) -> None:
         cid = data.draw(st.sampled_from(sorted(self.engine._callers)))
         self.apply(self.engine.callback_requested(cid, "0300000000", self.now))
+
+    @precondition(lambda self: self.engine._callers)
+    @rule(data=st.data())
+    def cancel_callback(self, data: st.DataObject) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.engine._callers)))
+        self.apply(self.engine.callback_cancelled(cid, self.now))
+        if self.engine.caller_state(cid) is None:
+            self.ringing = {(c, a) for c, a in self.ringing if c != cid}
 
     @rule(agent=st.sampled_from(AGENT_IDS),
           action=st.sampled_from(["login", "logout", "pause", "ready", "wrapdone", "unreach", "reach"]))
