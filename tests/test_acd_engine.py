@@ -803,3 +803,35 @@ def test_cancelled_callback_leaves_the_queue() -> None:
     eng.callback_cancelled("x", 3.0)
     assert eng.waiting("q") == ["y"]
     assert offer_to(eng.agent_logged_in("a", 4.0)) == [("y", "a")]
+
+
+def test_handle_dispatches_every_event_type() -> None:
+    from acd import model
+
+    eng = make(QueueConfig("q", wrap_up=5), [agent("a"), agent("b")])
+    events: list[model.AcdEvent] = [
+        model.CallerJoined(now=0.0, caller="x", queue="q", number="0311"),
+        model.OfferRejected(now=1.0, caller="x", agent="a"),
+        model.OfferTimedOut(now=2.0, caller="x", agent="b"),
+        model.Tick(now=10.0),
+        model.OfferAccepted(now=11.0, caller="x", agent="a"),
+        model.CallEnded(now=20.0, caller="x"),
+        model.WrapUpDone(now=21.0, agent="a"),
+        model.AgentPaused(now=22.0, agent="a", reason="lunch"),
+        model.AgentReachability(now=23.0, agent="b", reachable=False),
+        model.CallerJoined(now=24.0, caller="y", queue="q"),
+        model.CallbackRequested(now=25.0, caller="y", number="0300"),
+        model.CallbackCancelled(now=26.0, caller="y"),
+        model.CallerJoined(now=27.0, caller="z", queue="q"),
+        model.CallerLeft(now=28.0, caller="z"),
+        model.AgentReady(now=29.0, agent="a"),
+        model.AgentLoggedOut(now=30.0, agent="a"),
+        model.AgentLoggedIn(now=31.0, agent="a"),
+    ]
+    kinds = {type(e) for e in events}
+    assert kinds == {c for c in vars(model).values() if isinstance(c, type) and issubclass(c, model.AcdEvent) and c is not model.AcdEvent}
+    for e in events:
+        eng.handle(e)
+        eng.check_invariants()
+    assert eng.agent_state("a") is AgentState.AVAILABLE
+    assert eng.stats.queue_live("q").answered == 1
