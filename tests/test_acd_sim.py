@@ -40,6 +40,7 @@ def test_simulated_single_queue_matches_erlang_c_service_level_within_two_points
     live = eng.stats.queue_live("q")
     assert live.service_level == pytest.approx(expected, abs=0.02)
     assert live.occupancy == pytest.approx(traffic / agents, abs=0.02)
+    assert live.average_speed_of_answer == pytest.approx(average_speed_of_answer(agents, rate, handle), rel=0.15)
 
 
 def test_impatient_callers_abandon_and_are_counted_by_the_engine() -> None:
