@@ -367,15 +367,20 @@ class AcdEngine:
         skills: Mapping[str, int] | None = None,
         number: str = "",
         customer_id: str = "",
+        join_time: float | None = None,
     ) -> list[Decision]:
-        """A caller enters `queue`. `customer_id` (from a CRM lookup) or `number` keys affinity."""
+        """A caller enters `queue`. `customer_id` (from a CRM lookup) or `number` keys affinity.
+
+        `join_time` (default `now`) lets a caller who already waited elsewhere (an IVR, a transfer
+        from another queue) keep that wait for ordering and statistics."""
         if caller in self._callers:
             raise ValueError(f"caller {caller} is already queued")
         q = self._queues[queue]
         cfg = q.cfg
         out: list[Decision] = []
         key = customer_id or number
-        c = _Caller(caller, queue, now)
+        c = _Caller(caller, queue, now if join_time is None else join_time)
+        c.esc_base = now
         c.number = number
         c.customer_id = customer_id
         c.key = key
@@ -403,7 +408,7 @@ class AcdEngine:
                 req[s] = max(m, req.get(s, 0))
             c.req = req
             c.req_key = tuple(sorted(req.items()))
-            c.entry = (now - priority * cfg.priority_step, next(self._seq), caller)
+            c.entry = (c.join_time - priority * cfg.priority_step, next(self._seq), caller)
             self.stats.offered(queue, now)
         self._callers[caller] = c
         self._insert(c)
@@ -1016,6 +1021,7 @@ class AcdEngine:
             c.state = OFFERED
         cfg = self._queues[c.queue].cfg
         self._set_state(a, AgentState.OFFERED, now, f"offered {c.id}", out)
+        self.stats.agent_offered(a.id, now)
         out.append(
             Offer(caller=c.id, agent=a.id, queue=c.queue, offer_id=oid, ring_timeout=cfg.ring_timeout,
                   callback_number=c.callback_number, reason=reason)

@@ -144,6 +144,12 @@ class StatsBook:
         s.live.offered += 1
         s.at(now).offered += 1
 
+    def agent_offered(self, agent: str, now: float) -> None:
+        """An offer rang this agent (an agent's 'offered' counts offers, answered or not)."""
+        s = self._a(agent)
+        s.live.offered += 1
+        s.at(now).offered += 1
+
     def answered(self, queue: str, agent: str, now: float, wait: float, threshold: float) -> None:
         in_sl = 1 if wait <= threshold else 0
         for s in (self._q(queue), self._a(agent)):

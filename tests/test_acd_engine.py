@@ -835,3 +835,14 @@ def test_handle_dispatches_every_event_type() -> None:
         eng.check_invariants()
     assert eng.agent_state("a") is AgentState.AVAILABLE
     assert eng.stats.queue_live("q").answered == 1
+
+
+def test_a_transferred_caller_keeps_the_wait_they_already_had() -> None:
+    eng = make(QueueConfig("q"), [agent("a")], login=False)
+    eng.caller_joined("new", "q", 100.0)
+    eng.caller_joined("moved", "q", 110.0, join_time=40.0)
+    assert eng.waiting("q") == ["moved", "new"]
+    eng.agent_logged_in("a", 120.0)
+    d = eng.offer_accepted("moved", "a", 121.0)
+    assert of(d, Connect)[0].wait == 81.0
+    assert eng.stats.agent_live("a").offered == 1
