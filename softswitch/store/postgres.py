@@ -353,7 +353,7 @@ class PostgresStore(Store):
     async def write_events(self, events: Sequence[Event]) -> int:
         if not events:
             return 0
-        rows = R.split(events)
+        rows = await R.split_yielding(events)
         write = self._write_copy if self._write_mode == "copy" else self._write_unnest
         return await self._run(lambda conn: write(conn, rows))
 

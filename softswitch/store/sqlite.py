@@ -204,7 +204,7 @@ class SqliteStore(Store):
     async def write_events(self, events: Sequence[Event]) -> int:
         if not events:
             return 0
-        rows = R.split(events)
+        rows = await R.split_yielding(events)
 
         def body(c: sqlite3.Connection) -> int:
             new = 0
