@@ -194,3 +194,43 @@ async def test_a_node_started_during_an_outage_migrates_and_replays_when_the_dat
     assert (await store.migration_status()).pending == ()
     await assert_exactly_once(store, evs)
     await store.close()
+
+
+async def test_when_the_spool_disk_fails_too_batches_wait_and_are_spooled_once_it_works(
+    tmp_path: Path,
+) -> None:
+    # PostgreSQL that refuses connections (nothing listens on port 9) and a spool whose directory
+    # has been replaced by a file, so both ways of keeping a batch fail for a while.
+    store = await open_store("postgresql://nobody@127.0.0.1:9/none", base_dir=tmp_path, require=False)
+    spool_dir = tmp_path / "spool"
+    bus = EventBus()
+    writer = StoreWriter(bus, store, spool_dir, batch_size=8, flush_interval=0.001, retry_interval=0.02)
+    await writer.start()
+    await asyncio.to_thread(break_dir, spool_dir)
+    evs = [ev for i in range(10) for ev in sample_call(i, ts=T0 + i)]
+    for ev in evs:
+        bus.publish(ev)
+    await asyncio.sleep(0.2)
+    assert writer.spooled < len(evs)  # nothing could be kept yet, nothing was dropped either
+    await asyncio.to_thread(mend_dir, spool_dir)
+    await writer.drain(limit=10, spool_counts=True)
+    await writer.stop()
+    spool = Spool(spool_dir)
+    stored = [e for seg in spool.segments() for chunk in spool.read(seg, 100) for e in chunk]
+    assert sorted(e.id for e in stored) == sorted(e.id for e in evs)
+    assert writer.lost == 0
+    await store.close()
+
+
+def break_dir(path: Path) -> None:
+    """Replace a directory by a file so that creating files in it fails."""
+    for p in path.iterdir():
+        p.unlink()
+    path.rmdir()
+    path.write_text("not a directory")
+
+
+def mend_dir(path: Path) -> None:
+    """Undo break_dir."""
+    path.unlink()
+    path.mkdir()

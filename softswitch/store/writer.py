@@ -62,7 +62,8 @@ class StoreWriter:
         self._replayer: asyncio.Task[None] | None = None
         self._spool_lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._closing = False
+        self._closing = False  # the intake is done; the replayer finishes or gives up
+        self._stopping = False  # stop() was called
         self._inflight: set[asyncio.Task[None]] = set()
         self._busy = 0  # batches taken from the queue and not yet handled
         # Counters for metrics and tests.
@@ -73,6 +74,7 @@ class StoreWriter:
         self.rejected = 0
         self.batches = 0
         self.failures = 0
+        self.lost = 0  # only when neither the database nor the spool disk worked at shutdown
 
     # ---- lifecycle ----
     async def start(self) -> None:
@@ -93,6 +95,7 @@ class StoreWriter:
         """Write out everything published so far: to the database, or durably to the spool."""
         if self._intake is None or self._queue is None:
             return
+        self._stopping = True
         self._bus.unqueue(self._queue)
         self._queue.put_nowait(_STOP)
         await self._intake
@@ -174,11 +177,31 @@ class StoreWriter:
                 await asyncio.gather(*inflight, return_exceptions=True)
 
     async def _handle_guarded(self, batch: list[Event], slots: asyncio.Semaphore | None) -> None:
+        """Handle a batch and never give up on it while running: the intake must not die.
+
+        If neither the database nor the spool takes it (say the disk is full too), the batch is
+        retried with back-off; meanwhile new events wait in memory on the bus queue. Only at
+        shutdown, after a few more attempts, is it reported as lost.
+        """
+        delay = self._retry_interval
+        attempts = 0
         try:
-            await self._handle(batch)
-        except Exception:  # never let the intake die: keep the batch on disk instead
-            log.exception("store writer failed on a batch; spooling it")
-            await self._spool_append(batch)
+            while True:
+                try:
+                    if attempts == 0:
+                        await self._handle(batch)
+                    else:
+                        await self._spool_append(batch)
+                    return
+                except Exception:
+                    attempts += 1
+                    log.exception("store writer could not store or spool a batch (attempt %d)", attempts)
+                    if self._stopping and attempts >= 3:
+                        self.lost += len(batch)
+                        log.critical("store writer gave up on %d events at shutdown", len(batch))
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self._max_retry_interval)
         finally:
             self._busy -= 1
             if slots is not None:
