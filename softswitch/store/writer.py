@@ -260,8 +260,11 @@ class StoreWriter:
         async with self._spool_lock:
             await asyncio.to_thread(self._spool.append, batch)
             self.spooled += len(batch)
-            self.spooling = True
-        self._wake.set()
+            was_spooling, self.spooling = self.spooling, True
+        if not was_spooling:
+            # Only the first spooled batch wakes the replayer: during an outage it retries on its
+            # own back-off instead of once per batch (each attempt closes a segment).
+            self._wake.set()
 
     # ---- replay ----
     async def _replay_loop(self) -> None:
@@ -293,13 +296,13 @@ class StoreWriter:
         """Replay every closed segment; clears `spooling` when nothing is left."""
         assert self._spool is not None
         spool = self._spool
+        await self._store.ping()  # before rolling: a failed attempt leaves the segments as they are
         async with self._spool_lock:
             segments = await asyncio.to_thread(spool.roll)
             if not segments:
                 self.spooling = False
                 log.info("spool replayed; writing directly to the database again")
                 return
-        await self._store.ping()
         for seg in segments:
             chunks = await asyncio.to_thread(spool.load, seg, self._batch_size)
             for chunk in chunks:
