@@ -87,7 +87,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise SystemExit("node did not come up")
 
 
-def run_step(port: int, inf: Path, rate: int, seconds: float, node_pid: int) -> dict:
+def run_step(port: int, inf: Path, rate: int, seconds: float, node_pid: int, workdir: Path) -> dict:
     calls = int(rate * seconds)
     cpu0 = cpu_seconds(node_pid)
     t0 = time.perf_counter()
@@ -98,13 +98,19 @@ def run_step(port: int, inf: Path, rate: int, seconds: float, node_pid: int) -> 
             "-i", "127.0.0.1", "-p", str(free_port()), "-ci", "127.0.0.1", "-mi", "127.0.0.1",
             "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(max(100, rate)),
             "-t", "u1", "-nostdin", "-nr", "-timeout", f"{int(seconds * 4 + 20)}s", "-timeout_error",
-            "-recv_timeout", "5000", "-max_socket", "1000",
+            "-recv_timeout", "5000", "-max_socket", "1000", "-trace_err", "-nd",
         ],
         capture_output=True,
         text=True,
         check=False,
+        cwd=workdir,
     )
     wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        for log in workdir.glob("*_errors.log"):
+            first = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][:8]
+            print("  sipp errors:", *(line[:300] for line in first), sep="\n    ", file=sys.stderr)
+            log.unlink()
     cpu = cpu_seconds(node_pid) - cpu0
     ok = failed = -1
     for line in proc.stdout.splitlines():
@@ -128,6 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="500,1000,1500,2000,2500,3000,3500,4000")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", help="write a py-spy flame graph (SVG) of the node to this file")
     args = parser.parse_args()
     for tool in ("sipp", "taskset"):
         if shutil.which(tool) is None:
@@ -144,10 +151,15 @@ def main() -> int:
         )
         try:
             wait_for_port(port, node)
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(["py-spy", "record", "-o", args.profile, "-p", str(node.pid), "-r", "200",
+                                        "--nonblocking", "-f", "speedscope" if args.profile.endswith(".json") else "flamegraph"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             best = 0.0
             print(f"{'asked/s':>8} {'achieved/s':>11} {'ok':>7} {'failed':>7} {'node CPU':>9}")
             for rate in (int(r) for r in args.rates.split(",")):
-                step = run_step(port, inf, rate, args.seconds, node.pid)
+                step = run_step(port, inf, rate, args.seconds, node.pid, tmp)
                 print(
                     f"{step['rate']:>8} {step['achieved']:>11.0f} {step['ok']:>7} {step['failed']:>7} "
                     f"{step['cpu'] * 100:>8.0f}%",
@@ -157,6 +169,9 @@ def main() -> int:
                 if not sustained:
                     break
                 best = max(best, step["achieved"])
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(timeout=30)
             print(f"highest sustained: {best:.0f} REGISTER/s (digest, one core); "
                   f"node peak memory {peak_rss_mb(node.pid):.0f} MB")
         finally:

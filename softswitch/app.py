@@ -27,6 +27,7 @@ from softswitch.sip.transaction import (
     RequestReceived,
     ResponseReceived,
     Send,
+    ServerTransaction,
     TimerSettings,
     TransactionLayer,
     TransactionTerminated,
@@ -101,6 +102,7 @@ class Node:
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
         self.store: Store | None = None
+        self._current: tuple[Request, ServerTransaction] | None = None
         self.writer: StoreWriter | None = None
         self._migrator: asyncio.Task[None] | None = None
 
@@ -205,7 +207,13 @@ class Node:
             if isinstance(out, Send):
                 self.transports.send(out.data, out.dest)
             elif isinstance(out, RequestReceived):
-                self._on_request(out.request, out.source)
+                # While the request is handled synchronously, answers to it go straight to its
+                # transaction instead of being matched by Via again.
+                self._current = (out.request, out.server_tx)
+                try:
+                    self._on_request(out.request, out.source)
+                finally:
+                    self._current = None
             elif isinstance(out, ResponseReceived):
                 self._on_response(out.response, out.transaction)
             elif isinstance(out, TransactionTimeout):
@@ -254,7 +262,13 @@ class Node:
     def respond(self, resp: Response) -> None:
         """Send a response through its server transaction."""
         now = asyncio.get_running_loop().time()
-        self._execute(self.transactions.send_response(resp, now))
+        tx = None
+        current = self._current
+        if current is not None:
+            req, server_tx = current
+            if resp.headers.get("CSeq") == req.headers.get("CSeq") and resp.call_id == req.call_id:
+                tx = server_tx
+        self._execute(self.transactions.send_response(resp, now, tx=tx))
 
     def _send_stateless(self, resp: Response, dest: Addr) -> None:
         self.transports.send(resp.serialize(), dest)

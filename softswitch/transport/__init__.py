@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ Message = Request | Response
 MessageHandler = Callable[[Message, Addr], None]
 
 RELIABLE = frozenset({"tcp", "tls", "ws", "wss"})
+#: Socket buffer asked for on UDP listeners (the kernel caps it at net.core.rmem_max).
+UDP_BUFFER = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -99,6 +102,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Bursts of REGISTER storms (a whole office rebooting) must queue, not drop.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER)
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[override]
         self.manager._on_datagram(self, data, addr)
