@@ -1,0 +1,232 @@
+"""Relay benchmark: N concurrent G.711 calls relayed by LocalMediaBackend on 127.0.0.1.
+
+A relay process (uvloop when installed, pinned to one core) anchors 2N legs bridged in pairs; a
+separate load process (pinned to another core when there is one) plays both phones of every call,
+sending 20 ms PCMU packets in both directions with a send timestamp in the payload, and measures
+loss and the delay variation the relay adds. Printed per N: packets, loss, added jitter (transit
+minus the stream's minimum transit) p50/p99/max, relay CPU (% of one core) and load-process CPU.
+
+    .venv/bin/python bench/media.py                    # N = 100, 200, 500, 1000; 10 s each
+    .venv/bin/python bench/media.py --counts 100,500 --seconds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import select
+import socket
+import struct
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ADDRESS = "127.0.0.1"
+PTIME = 0.02
+PAYLOAD = 160
+HDR = struct.Struct("!BBHIIq")  # RTP header + send time (ns) at the start of the payload
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _pin(cpu: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+
+
+def relay_main(conn: Connection, n: int, ports: str) -> None:
+    """The system under test: one process, one event loop."""
+    _raise_fd_limit()
+    _pin(0)
+    loop_name = "asyncio"
+    try:
+        import uvloop
+
+        uvloop.install()
+        loop_name = "uvloop"
+    except ImportError:
+        pass
+    from media.local import LocalMediaBackend
+    from media.sdp import Negotiated
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        backend = LocalMediaBackend(ADDRESS, ports, rtp_timeout=3600.0, check_interval=1.0, recordings_dir="/tmp")
+        gen_ports: list[int] = conn.recv()
+        local = []
+        for i, gp in enumerate(gen_ports):
+            ep = await backend.allocate(f"l{i}")
+            await backend.set_remote(f"l{i}", Negotiated(ADDRESS, gp, "PCMU", 0, 101, "sendrecv"))
+            local.append(ep.port)
+        for i in range(0, len(gen_ports), 2):
+            await backend.bridge(f"l{i}", f"l{i + 1}")
+        conn.send((local, loop_name))
+        await loop.run_in_executor(None, conn.recv)  # "start"
+        t0, w0 = os.times(), time.monotonic()
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        t1, w1 = os.times(), time.monotonic()
+        conn.send(((t1.user - t0.user) + (t1.system - t0.system)) / (w1 - w0))
+        await backend.close()
+
+    asyncio.run(run())
+
+
+def load_main(conn: Connection, n: int, seconds: float, warmup: float) -> None:
+    """Both phones of every call: paced senders and a receiver on one epoll loop."""
+    _raise_fd_limit()
+    _pin(1)
+    legs = 2 * n
+    socks = []
+    for _ in range(legs):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        s.bind((ADDRESS, 0))
+        s.setblocking(False)
+        socks.append(s)
+    conn.send([s.getsockname()[1] for s in socks])
+    relay_ports: list[int] = conn.recv()
+    dests = [(ADDRESS, p) for p in relay_ports]
+    fd_index = {s.fileno(): i for i, s in enumerate(socks)}
+    ep = select.epoll()
+    for s in socks:
+        ep.register(s.fileno(), select.EPOLLIN)
+    pad = b"\xff" * (PAYLOAD - 8)
+    seq = [0] * legs
+    min_transit = [1 << 62] * legs
+    transits: list[list[int]] = [[] for _ in range(legs)]
+    sent = received = 0
+    conn.recv()  # go
+    cpu0 = os.times()
+    start = time.monotonic() + 0.05
+    measure_from = int((start + warmup) * 1e9)
+    end = start + warmup + seconds
+    offsets = [i * PTIME / legs for i in range(legs)]
+    tick = 0
+    i = 0
+    mono_ns = time.monotonic_ns
+    recv = [s.recv for s in socks]
+    sendto = [s.sendto for s in socks]
+    sending = True
+    drain_until = end + 0.5
+    while True:
+        now = time.monotonic()
+        if sending:
+            # send every packet that is due, spread evenly over the 20 ms period
+            while True:
+                due = start + tick * PTIME + offsets[i]
+                if due > now:
+                    break
+                if due >= end:
+                    sending = False
+                    break
+                sq = seq[i]
+                seq[i] = (sq + 1) & 0xFFFF
+                with contextlib.suppress(BlockingIOError):
+                    sendto[i](HDR.pack(0x80, 0, sq, (tick * 160) & 0xFFFFFFFF, i, mono_ns()) + pad, dests[i])
+                    sent += 1
+                i += 1
+                if i == legs:
+                    i = 0
+                    tick += 1
+            timeout = max(0.0, start + tick * PTIME + offsets[i] - time.monotonic()) if sending else 0.05
+        else:
+            if now >= drain_until:
+                break
+            timeout = 0.05
+        for fd, _ev in ep.poll(timeout):
+            k = fd_index[fd]
+            r = recv[k]
+            while True:
+                try:
+                    data = r(2048)
+                except BlockingIOError:
+                    break
+                t = mono_ns()
+                sent_ns = HDR.unpack_from(data)[5]
+                received += 1
+                if sent_ns >= measure_from:
+                    tr = t - sent_ns
+                    transits[k].append(tr)
+                    if tr < min_transit[k]:
+                        min_transit[k] = tr
+    cpu1 = os.times()
+    added: list[int] = []
+    for k in range(legs):
+        m = min_transit[k]
+        added.extend(x - m for x in transits[k])
+    added.sort()
+
+    def pct(p: float) -> float:
+        return added[min(len(added) - 1, int(p * len(added)))] / 1e6 if added else float("nan")
+
+    cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (warmup + seconds + 0.55)
+    conn.send({"sent": sent, "received": received, "p50": pct(0.5), "p99": pct(0.99), "max": added[-1] / 1e6 if added else float("nan"), "cpu": cpu})
+    for s in socks:
+        s.close()
+
+
+def run_once(n: int, seconds: float, warmup: float, ports: str) -> dict[str, float | str]:
+    ctx = mp.get_context("spawn")
+    r_parent, r_child = ctx.Pipe()
+    l_parent, l_child = ctx.Pipe()
+    relay = ctx.Process(target=relay_main, args=(r_child, n, ports), daemon=True)
+    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup), daemon=True)
+    relay.start()
+    load.start()
+    try:
+        r_parent.send(l_parent.recv())
+        relay_ports, loop_name = r_parent.recv()
+        l_parent.send(relay_ports)
+        r_parent.send("start")
+        l_parent.send("go")
+        res = l_parent.recv()
+        r_parent.send("stop")
+        relay_cpu = r_parent.recv()
+    finally:
+        load.join(10)
+        relay.join(10)
+        for p in (load, relay):
+            if p.is_alive():
+                p.kill()
+    res["relay_cpu"] = relay_cpu
+    res["loop"] = loop_name
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--counts", default="100,200,500,1000", help="comma-separated numbers of concurrent calls")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--ports", default="30000-34999", help="RTP port range for the relay")
+    args = ap.parse_args(argv)
+    counts = [int(x) for x in args.counts.split(",") if x.strip()]
+    print(f"# media relay benchmark: {os.cpu_count()} CPUs, {args.seconds:.0f} s per run, 50 pps per direction per call, PCMU 20 ms")
+    print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8}")
+    for n in counts:
+        r = run_once(n, args.seconds, args.warmup, args.ports)
+        sent, recv = int(r["sent"]), int(r["received"])
+        loss = 100.0 * (sent - recv) / sent if sent else float("nan")
+        print(
+            f"{n:>6} {r['loop']:>8} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
+            f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}%",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
