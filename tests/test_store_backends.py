@@ -146,6 +146,16 @@ async def test_affinity_counts_answered_calls_per_agent_and_keeps_the_latest_tim
     assert got == {"a1": (2, T0 + 300), "a2": (2, T0 + 200)}
 
 
+async def test_affinity_is_keyed_by_customer_id_when_the_call_had_one(store: Store) -> None:
+    await store.write_events(
+        [
+            cdr("c1", agent="a1", customer_id="C42"),
+            cdr("c2", caller="09011112222", agent="a1", customer_id="C42"),
+        ]
+    )
+    assert [(a.caller, a.agent, a.count) for a in await store.load_affinity()] == [("C42", "a1", 2)]
+
+
 async def test_registrations_persist_live_bindings_and_removals_are_not_undone_by_replays(
     store: Store,
 ) -> None:
@@ -181,12 +191,20 @@ async def test_queue_stats_give_offered_answered_abandoned_service_level_asa_and
     evs.append(QueueEvent(ts=T0 + 30, queue="sales", call_uuid="c4", event="abandoned", wait=30.0))
     evs.append(QueueEvent(ts=T0, queue="support", call_uuid="c5", event="joined"))
     evs.append(QueueEvent(ts=T0 + 3000, queue="sales", call_uuid="late", event="joined"))  # outside
+    # Abandoned, came straight back on the same call and was answered: one answered call.
+    evs.append(QueueEvent(ts=T0, queue="sales", call_uuid="c6", event="joined"))
+    evs.append(QueueEvent(ts=T0 + 8, queue="sales", call_uuid="c6", event="abandoned", wait=8.0))
+    evs.append(QueueEvent(ts=T0 + 12, queue="sales", call_uuid="c6", event="answered", agent="a", wait=12.0))
     await store.write_events(evs)
     st = await store.queue_stats("sales", T0, T0 + 3600 - 1000, sl_threshold=20)
-    assert (st.offered, st.answered, st.abandoned, st.answered_within) == (4, 3, 1, 2)
-    assert st.service_level == pytest.approx(0.5)
-    assert st.asa == pytest.approx(20.0)
+    assert (st.offered, st.answered, st.abandoned, st.answered_within) == (5, 4, 1, 3)
+    assert st.service_level == pytest.approx(3 / 5)  # the ACD's: within threshold / (answered + abandoned)
+    assert st.asa == pytest.approx((5 + 15 + 40 + 12) / 4)
     assert st.aht == pytest.approx(100 + 20.0)
+    # A queue whose calls were logged from the answer on (no "joined" line) still counts them.
+    await store.write_events([QueueEvent(ts=T0, queue="vip", call_uuid="v1", event="answered", wait=3.0)])
+    vip = await store.queue_stats("vip", T0, T0 + 10)
+    assert (vip.offered, vip.answered, vip.service_level) == (1, 1, 1.0)
     empty = await store.queue_stats("nobody", T0, T0 + 10)
     assert (empty.offered, empty.service_level, empty.asa, empty.aht) == (0, None, None, None)
 
@@ -238,3 +256,28 @@ async def test_writer_sets_refused_events_aside_and_stores_the_rest(store: Store
     assert writer.rejected == 1
     rejected = (tmp_path / "spool" / "rejected.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"]["id"] for line in rejected] == [bad.id]
+
+
+async def test_registrations_written_through_the_writer_are_loaded_again_after_a_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    bus = EventBus()
+    writer = StoreWriter(bus, store, tmp_path / "spool", flush_interval=0.001)
+    await writer.start()
+    bus.publish(
+        RegistrationChanged(ts=T0, aor="sip:1@x", contact="sip:1@h", expires=600, source="udp:h:5060")
+    )
+    bus.publish(
+        RegistrationChanged(ts=T0, aor="sip:2@x", contact="sip:2@h", expires=600, source="tcp:h:5061")
+    )
+    bus.publish(RegistrationChanged(ts=T0 + 5, aor="sip:2@x", contact="sip:2@h", expires=0, source="tcp:h:5061",
+                                    action="removed"))  # fmt: skip
+    await writer.stop()
+    again = await open_store(store.url, base_dir=tmp_path)  # a new process on the same database
+    try:
+        regs = await again.load_registrations(T0 + 10)
+    finally:
+        await again.close()
+    assert [(r.aor, r.contact, r.expires_at, r.source) for r in regs] == [
+        ("sip:1@x", "sip:1@h", T0 + 600, "udp:h:5060")
+    ]

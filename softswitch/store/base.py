@@ -45,7 +45,11 @@ class CallRecord:
 
 @dataclass(frozen=True, slots=True)
 class Affinity:
-    """The agent who last handled a caller, when, and how many calls they handled together."""
+    """The agent who last handled a caller, when, and how many calls they handled together.
+
+    `caller` is the ACD's affinity key: the CRM customer id when the call had one, else the
+    calling number (acd.affinity.AffinityMemory.load accepts these rows as they are).
+    """
 
     caller: str
     agent: str
@@ -69,9 +73,11 @@ class Registration:
 class QueueStats:
     """A queue's figures over an interval.
 
-    offered counts calls that joined the queue; service_level is the share of offered calls
-    answered within the threshold (None when nothing was offered); asa is the average wait of
-    answered calls and aht the average talk time of the queue's answered CDRs (None when none).
+    offered counts calls seen in the queue (joined, answered or abandoned); a call that abandoned
+    and was answered later in the interval counts as answered only. service_level follows the
+    ACD's definition, answered within the threshold over answered plus abandoned (None when both
+    are 0); asa is the average wait of answered calls and aht the average talk time of the queue's
+    answered CDRs (None when there are none).
     """
 
     queue: str
@@ -268,6 +274,33 @@ def json_text(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+def queue_stats_sql(queue: str, start: str, end: str, threshold: str) -> str:
+    """The queue statistics query, given each engine's placeholders for its four parameters.
+
+    One row per call first (answered wins over abandoned, the first answer's wait counts), then
+    the totals: offered, answered, abandoned, answered within threshold, average wait.
+    """
+    seen = sql_in(JOIN_EVENTS + ANSWER_EVENTS + ABANDON_EVENTS)
+    answer, abandon = sql_in(ANSWER_EVENTS), sql_in(ABANDON_EVENTS)
+    return f"""
+WITH per_call AS (
+  SELECT call_uuid,
+         max(CASE WHEN event IN {answer} THEN 1 ELSE 0 END) AS answered,
+         max(CASE WHEN event IN {abandon} THEN 1 ELSE 0 END) AS abandoned,
+         min(CASE WHEN event IN {answer} THEN wait END) AS wait
+  FROM queue_events
+  WHERE queue = {queue} AND ts >= {start} AND ts < {end} AND event IN {seen}
+  GROUP BY call_uuid
+)
+SELECT count(*),
+       coalesce(sum(answered), 0),
+       coalesce(sum(CASE WHEN answered = 0 AND abandoned = 1 THEN 1 ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN answered = 1 AND wait <= {threshold} THEN 1 ELSE 0 END), 0),
+       avg(wait)
+FROM per_call
+"""
+
+
 def sql_in(values: Sequence[str]) -> str:
     """An SQL `IN` list of this package's constant names (never of user input)."""
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
@@ -305,7 +338,7 @@ def queue_stats_of(
         answered=answered,
         abandoned=abandoned,
         answered_within=within,
-        service_level=(within / offered) if offered else None,
+        service_level=(within / (answered + abandoned)) if answered + abandoned else None,
         asa=float(asa) if asa is not None else None,
         aht=float(aht) if aht is not None else None,
     )

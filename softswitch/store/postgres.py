@@ -22,9 +22,6 @@ import asyncpg
 from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
-    ABANDON_EVENTS,
-    ANSWER_EVENTS,
-    JOIN_EVENTS,
     Affinity,
     Agent,
     CallRecord,
@@ -39,7 +36,7 @@ from softswitch.store.base import (
     json_text,
     migration_status_of,
     queue_stats_of,
-    sql_in,
+    queue_stats_sql,
 )
 from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
@@ -68,12 +65,12 @@ WITH ins AS (
                          $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
                          $16::text[], $17::text[], $18::text[])
     ON CONFLICT DO NOTHING
-    RETURNING caller, agent, answer_ts, end_ts
+    RETURNING CASE WHEN customer_id <> '' THEN customer_id ELSE caller END AS key, agent, answer_ts, end_ts
 ), aff AS (
     INSERT INTO affinity AS a (caller, agent, last_handled, count)
-    SELECT caller, agent, max(end_ts), count(*) FROM ins
-    WHERE answer_ts IS NOT NULL AND agent <> '' AND caller <> ''
-    GROUP BY caller, agent
+    SELECT key, agent, max(end_ts), count(*) FROM ins
+    WHERE answer_ts IS NOT NULL AND agent <> '' AND key <> ''
+    GROUP BY key, agent
     ON CONFLICT (caller, agent) DO UPDATE
     SET last_handled = GREATEST(a.last_handled, excluded.last_handled), count = a.count + excluded.count
 )
@@ -145,17 +142,23 @@ _STAGE_DDL = ";\n".join(
 )
 
 
+# The affinity key is the ACD's: the CRM customer id when the call had one, else the calling number.
+_CDR_RETURNING = (
+    "CASE WHEN customer_id <> '' THEN customer_id ELSE caller END AS key, agent, answer_ts, end_ts"
+)
+
+
 def _merge_sql() -> str:
     """One statement that moves every staging table into its real table."""
     ctes = [
         f"m_{t} AS (INSERT INTO {t} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM stage_{t} "
-        f"ON CONFLICT DO NOTHING RETURNING {'caller, agent, answer_ts, end_ts' if t == 'cdrs' else '1'})"
+        f"ON CONFLICT DO NOTHING RETURNING {_CDR_RETURNING if t == 'cdrs' else '1'})"
         for t, cols in _STAGED
     ]
     ctes.append(
         "aff AS (INSERT INTO affinity AS a (caller, agent, last_handled, count) "
-        "SELECT caller, agent, max(end_ts), count(*) FROM m_cdrs "
-        "WHERE answer_ts IS NOT NULL AND agent <> '' AND caller <> '' GROUP BY caller, agent "
+        "SELECT key, agent, max(end_ts), count(*) FROM m_cdrs "
+        "WHERE answer_ts IS NOT NULL AND agent <> '' AND key <> '' GROUP BY key, agent "
         "ON CONFLICT (caller, agent) DO UPDATE SET "
         "last_handled = GREATEST(a.last_handled, excluded.last_handled), count = a.count + excluded.count)"
     )
@@ -165,15 +168,7 @@ def _merge_sql() -> str:
 
 _MERGE_SQL = _merge_sql()
 
-_STATS_SQL = f"""
-SELECT
-  count(DISTINCT CASE WHEN event IN {sql_in(JOIN_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ABANDON_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} AND wait <= $4 THEN call_uuid END),
-  avg(CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN wait END)
-FROM queue_events WHERE queue = $1 AND ts >= $2 AND ts < $3
-"""
+_STATS_SQL = queue_stats_sql("$1", "$2", "$3", "$4")
 
 _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs

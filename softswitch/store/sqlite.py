@@ -20,9 +20,6 @@ from typing import Any, TypeVar
 from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
-    ABANDON_EVENTS,
-    ANSWER_EVENTS,
-    JOIN_EVENTS,
     Affinity,
     Agent,
     CallRecord,
@@ -36,7 +33,7 @@ from softswitch.store.base import (
     check_table,
     migration_status_of,
     queue_stats_of,
-    sql_in,
+    queue_stats_sql,
 )
 from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
@@ -69,15 +66,7 @@ _AFFINITY_SQL = (
     "ON CONFLICT (caller, agent) DO UPDATE SET "
     "last_handled = max(last_handled, excluded.last_handled), count = count + excluded.count"
 )
-_STATS_SQL = f"""
-SELECT
-  count(DISTINCT CASE WHEN event IN {sql_in(JOIN_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ABANDON_EVENTS)} THEN call_uuid END),
-  count(DISTINCT CASE WHEN event IN {sql_in(ANSWER_EVENTS)} AND wait <= ? THEN call_uuid END),
-  avg(CASE WHEN event IN {sql_in(ANSWER_EVENTS)} THEN wait END)
-FROM queue_events WHERE queue = ? AND ts >= ? AND ts < ?
-"""
+_STATS_SQL = queue_stats_sql("?", "?", "?", "?")
 _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs
 WHERE queue = ? AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= ? AND answer_ts < ?
@@ -213,10 +202,11 @@ class SqliteStore(Store):
                 if not c.execute(_CDR_SQL, row).fetchall():
                     continue  # already stored by an earlier attempt: do not count it again
                 new += 1
-                caller, agent, answer, end = row[3], row[16], row[6], row[7]
-                if answer is not None and agent and caller:
-                    last, n = affinity.get((caller, agent), (end, 0))
-                    affinity[(caller, agent)] = (max(last, end), n + 1)
+                # The ACD's affinity key: the customer id when known, else the calling number.
+                key, agent, answer, end = row[17] or row[3], row[16], row[6], row[7]
+                if answer is not None and agent and key:
+                    last, n = affinity.get((key, agent), (end, 0))
+                    affinity[(key, agent)] = (max(last, end), n + 1)
             c.executemany(_AFFINITY_SQL, [(k[0], k[1], v[0], v[1]) for k, v in affinity.items()])
             c.executemany(_LEG_SQL, rows.legs)
             for sql, batch in (
@@ -282,7 +272,7 @@ class SqliteStore(Store):
         self, queue: str, start: float, end: float, *, sl_threshold: float = 20.0
     ) -> QueueStats:
         def fn(c: sqlite3.Connection) -> QueueStats:
-            r = c.execute(_STATS_SQL, (sl_threshold, queue, start, end)).fetchone()
+            r = c.execute(_STATS_SQL, (queue, start, end, sl_threshold)).fetchone()
             (aht,) = c.execute(_AHT_SQL, (queue, start, end)).fetchone()
             return queue_stats_of(queue, start, end, r[0], r[1], r[2], r[3], r[4], aht)
 
