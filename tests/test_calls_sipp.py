@@ -60,3 +60,93 @@ async def test_calling_an_unregistered_user_gets_480_and_an_unknown_one_404(tmp_
         for service, scenario in ((users[1][0], "uac_expect_480.xml"), ("9999", "uac_expect_404.xml")):
             result = await run_sipp(scenario, node.address("udp"), inf=inf, service=service, timeout=20)
             assert result.returncode == 0 and result.successful == 1, result.explain()
+
+
+async def call_through(node, tmp_path, *, caller_scenario: str, callee_scenarios: list[str],
+                       users: list[tuple[str, str]]) -> list:
+    """Register the callee from one SIPp per scenario, run them as phones, place one call from
+    the caller, and return the events the node published."""
+    caller, callee = users
+    events: list = []
+    node.bus.subscribe(events.append)
+    phones = []
+    for i, scenario in enumerate(callee_scenarios):
+        port = free_port()
+        inf = write_users_inf(tmp_path / f"callee{i}.csv", [callee], DOMAIN)
+        reg = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
+        assert reg.returncode == 0 and reg.successful == 1, reg.explain()
+        phones.append(await start_sipp(scenario, None, port=port, calls=1, timeout=30))
+    await asyncio.sleep(0.3)
+    inf = write_users_inf(tmp_path / "caller.csv", [caller], DOMAIN)
+    uac = await run_sipp(caller_scenario, node.address("udp"), inf=inf, service=callee[0], timeout=30)
+    assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+    for phone in phones:
+        result = await phone.wait()
+        assert result.returncode == 0 and result.successful == 1, result.explain()
+    for _ in range(40):
+        if any(isinstance(e, CDR) for e in events):
+            break
+        await asyncio.sleep(0.05)
+    return events
+
+
+def the_cdr(events: list) -> CDR:
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    return cdr
+
+
+async def test_busy_callee_gives_the_caller_486_and_a_busy_cdr(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_expect_486.xml",
+                                    callee_scenarios=["uas_busy.xml"], users=users)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "busy" and cdr.answer is None and cdr.billable == 0
+
+
+async def test_caller_cancelling_while_it_rings_cancels_the_callee(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_cancel.xml",
+                                    callee_scenarios=["uas_ring_until_cancel.xml"], users=users)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "cancelled" and cdr.hangup_side == "caller"
+        assert len(node.b2bua) == 0
+
+
+async def test_unanswered_call_times_out_with_480_and_the_callee_is_cancelled(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        node.b2bua.no_answer_timeout = 1.5
+        events = await call_through(node, tmp_path, caller_scenario="uac_expect_480.xml",
+                                    callee_scenarios=["uas_ring_until_cancel.xml"], users=users)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "no-answer" and cdr.hangup_side == "system"
+        assert 1.4 <= cdr.end - cdr.start < 5
+
+
+async def test_callee_hanging_up_ends_the_call_on_both_sides(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_callee_hangs_up.xml",
+                                    callee_scenarios=["uas_answer_then_bye.xml"], users=users)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "answered" and cdr.hangup_side == "callee"
+
+
+async def test_hold_reinvite_is_relayed_both_ways(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_hold.xml",
+                                    callee_scenarios=["uas_answer_hold.xml"], users=users)
+        assert the_cdr(events).disposition == "answered"
+
+
+async def test_forked_call_first_answer_wins_and_the_other_phone_is_cancelled(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_call.xml",
+                                    callee_scenarios=["uas_answer.xml", "uas_ring_until_cancel.xml"],
+                                    users=users)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "answered" and len(cdr.legs) == 3
