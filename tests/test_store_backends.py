@@ -15,6 +15,7 @@ from softswitch.events import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    Event,
     EventBus,
     QueueEvent,
     RecordingSaved,
@@ -179,7 +180,7 @@ async def test_registrations_persist_live_bindings_and_removals_are_not_undone_b
 
 
 async def test_queue_stats_give_offered_answered_abandoned_service_level_asa_and_aht(store: Store) -> None:
-    evs = []
+    evs: list[Event] = []
     # Three answered after 5, 15 and 40 s, one abandoned after 30 s, one answered elsewhere.
     for n, wait in (("c1", 5.0), ("c2", 15.0), ("c3", 40.0)):
         evs.append(QueueEvent(ts=T0, queue="sales", call_uuid=n, event="joined"))

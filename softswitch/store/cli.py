@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ def resolve_database(config: str | None, database: str | None) -> tuple[str, Pat
     if config:
         cfg_path = Path(config)
         base = cfg_path.resolve().parent
+        loader: Callable[[Path], Any] | None
         try:
-            from softswitch.config import load_config  # written in parallel; optional here
+            from softswitch.config import load_config as loader  # written in parallel; optional here
         except ImportError:
-            load_config = None
-        if load_config is not None:
+            loader = None
+        if loader is not None:
             try:
-                url = load_config(cfg_path).database
+                url = loader(cfg_path).database
             except Exception as exc:  # the config module reports its own, more precise errors
                 raise StoreError(f"{config}: {exc}") from exc
             return str(url), base

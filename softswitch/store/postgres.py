@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -43,6 +43,13 @@ from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn = PoolConnectionProxy[asyncpg.Record]
+else:
+    Conn = Any
 
 # Errors of a migration's own SQL (as opposed to losing the connection while applying it).
 _MIGRATION_ERRORS = (
@@ -247,7 +254,7 @@ class PostgresStore(Store):
                     raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
             return self._pool
 
-    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection, mapping driver errors to the store's two kinds."""
         pool = await self._get_pool()
         if self._deferred_migration and not self._migrating:
@@ -286,7 +293,7 @@ class PostgresStore(Store):
 
     # ---- migrations ----
     async def migration_status(self) -> MigrationStatus:
-        async def fn(conn: asyncpg.Connection) -> MigrationStatus:
+        async def fn(conn: Conn) -> MigrationStatus:
             exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
             applied: list[tuple[int, str, float]] = []
             if exists:
@@ -313,7 +320,7 @@ class PostgresStore(Store):
             return status
 
     async def _migrate(self) -> MigrationStatus:
-        async def fn(conn: asyncpg.Connection) -> None:
+        async def fn(conn: Conn) -> None:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
                 await conn.execute(MIGRATIONS_TABLE)
@@ -352,8 +359,10 @@ class PostgresStore(Store):
         write = self._write_copy if self._write_mode == "copy" else self._write_unnest
         return await self._run(lambda conn: write(conn, rows))
 
-    async def _write_copy(self, conn: asyncpg.Connection, rows: R.Rows) -> int:
-        staged = (rows.cdrs, rows.legs, rows.queue, rows.agents, rows.recordings, rows.security, rows.log)
+    async def _write_copy(self, conn: Conn, rows: R.Rows) -> int:
+        staged: tuple[Sequence[tuple[Any, ...]], ...] = (
+            rows.cdrs, rows.legs, rows.queue, rows.agents, rows.recordings, rows.security, rows.log,
+        )  # fmt: skip
         for attempt in (0, 1):
             try:
                 async with conn.transaction():
@@ -374,7 +383,7 @@ class PostgresStore(Store):
                 await conn.execute(_STAGE_DDL)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _write_unnest(self, conn: asyncpg.Connection, rows: R.Rows) -> int:
+    async def _write_unnest(self, conn: Conn, rows: R.Rows) -> int:
         new = 0
         async with conn.transaction():
             if rows.cdrs:
@@ -457,8 +466,9 @@ class PostgresStore(Store):
     async def queue_stats(
         self, queue: str, start: float, end: float, *, sl_threshold: float = 20.0
     ) -> QueueStats:
-        async def fn(conn: asyncpg.Connection) -> QueueStats:
+        async def fn(conn: Conn) -> QueueStats:
             r = await conn.fetchrow(_STATS_SQL, queue, start, end, sl_threshold)
+            assert r is not None  # an aggregate always returns a row
             aht = await conn.fetchval(_AHT_SQL, queue, start, end)
             return queue_stats_of(queue, start, end, r[0], r[1], r[2], r[3], r[4], aht)
 
