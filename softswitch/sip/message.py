@@ -447,9 +447,13 @@ def _header_info(name: str) -> tuple[str, str, Callable[[str], object] | None]:
 
 
 def _partial(lines: list[str]) -> Request | None:
-    """A best-effort request from a malformed head, so that a 400/505 can still be sent."""
+    """A best-effort request from a malformed head, so that a 400/505 can still be sent.
+
+    The request line only has to look like one: a method token first and a SIP version last
+    (a Request-URI with spaces in it, RFC 4475 3.1.2.8, is still answered).
+    """
     parts = lines[0].split()
-    if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]):
+    if len(parts) < 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[-1].upper().startswith("SIP/"):
         return None
     return Request(parts[0], parts[1], _loose_headers(lines[1:]), b"", SIP_VERSION)
 
@@ -472,7 +476,9 @@ def parse_message(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Request |
         data = data.lstrip(b"\r\n")
     idx = data.find(b"\r\n\r\n")
     if idx < 0:
-        raise SipParseError("Bad Request: no empty line after the headers")
+        head = data.decode("utf-8", "surrogateescape").rstrip("\r\n").split("\r\n")
+        partial = None if head[0].startswith("SIP/") else _partial(head)
+        raise SipParseError("Bad Request: no empty line after the headers", 400, partial)
     if idx == 0:
         raise SipParseError("Bad Request: empty message")
     msg = _parse_head(data[:idx].decode("utf-8", "surrogateescape"))
