@@ -51,7 +51,7 @@ def parse_wav(data: bytes) -> Audio:
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise WavError("not a RIFF/WAVE file")
     off = 12
-    fmt: tuple[int, int, int, int] | None = None
+    fmt: tuple[int, int, int, int, int] | None = None
     body: bytes | None = None
     while off + 8 <= len(data):
         cid, size = data[off : off + 4], struct.unpack_from("<I", data, off + 4)[0]
@@ -59,21 +59,24 @@ def parse_wav(data: bytes) -> Audio:
         if cid == b"fmt ":
             if len(chunk) < 16:
                 raise WavError("fmt chunk too short")
-            tag, ch, rate, _br, _align, bits = struct.unpack_from("<HHIIHH", chunk)
+            tag, ch, rate, _br, align, bits = struct.unpack_from("<HHIIHH", chunk)
             if tag == _FMT_EXTENSIBLE:
                 if len(chunk) < 26:
                     raise WavError("extensible fmt chunk too short")
                 tag = struct.unpack_from("<H", chunk, 24)[0]
-            fmt = (tag, ch, rate, bits)
+            fmt = (tag, ch, rate, bits, align)
         elif cid == b"data":
             body = chunk  # a truncated data chunk (a recording cut short) is read as far as it goes
         off += 8 + size + (size & 1)
     if fmt is None or body is None:
         raise WavError("missing fmt or data chunk")
-    tag, ch, rate, bits = fmt
+    tag, ch, rate, bits, align = fmt
     if ch < 1 or rate < 1:
         raise WavError("bad channel count or rate")
-    width = max(1, bits // 8)
+    # samples sit in containers of align/channels octets (12-bit audio in 16-bit words, say)
+    width = align // ch if align >= ch else max(1, bits // 8)
+    if width < 1 or bits > 8 * width:
+        raise WavError(f"{bits}-bit samples do not fit {width}-octet containers")
     usable = len(body) - len(body) % (width * ch)
     raw = body[:usable]
     x: npt.NDArray[np.float64]

@@ -46,7 +46,7 @@ class RecordingBuffer:
 
     def push(self, party: int, arrival: float, ssrc: int, ts: int, pcm: npt.NDArray[np.int16]) -> None:
         """Add a decoded frame of `party` (0 caller, 1 agent) that arrived at `arrival`."""
-        arrival_pos = int((arrival - self.start) * RATE)
+        arrival_pos = round((arrival - self.start) * RATE)
         src = self._sources[party]
         if src is None or src.ssrc != ssrc:
             src = _Source(ssrc, ts, max(arrival_pos - len(pcm), 0))
@@ -63,7 +63,7 @@ class RecordingBuffer:
             ends = [p + len(x) for q in self._pending for p, x in q]
             upto = max([self.written, *ends])
         else:
-            upto = max(self.written, int((now - self.start) * RATE) - self.latency)
+            upto = max(self.written, round((now - self.start) * RATE) - self.latency)
         n = upto - self.written
         acc = np.zeros((n, 2), dtype=np.int32)
         for party in (0, 1):
