@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.events import CDR, AgentStateChanged, Event, EventBus, QueueEvent
+from softswitch.events import CDR, AgentStateChanged, CallStarted, Event, EventBus, QueueEvent
 from softswitch.store import Store, StoreUnavailable, StoreWriter, open_store
 from softswitch.store.spool import Spool
 from softswitch.store.testing import Outage, pg_url, reset_schema, sample_call, temporary_database_sync
@@ -45,12 +45,19 @@ def tear(path: Path, partial: str) -> None:
 
 
 async def assert_exactly_once(store: Store, published: list[Event]) -> None:
-    """Every published CDR / queue event / agent state is stored, none twice, nothing else."""
-    for table, kind in (("cdrs", CDR), ("queue_events", QueueEvent), ("agent_states", AgentStateChanged)):
+    """Every published event is stored, none twice, nothing else; affinity counts each call once."""
+    kinds = (
+        ("cdrs", CDR),
+        ("queue_events", QueueEvent),
+        ("agent_states", AgentStateChanged),
+        ("event_log", CallStarted),
+    )
+    for table, kind in kinds:
         want = sorted(e.id for e in published if isinstance(e, kind))
         got = await store.event_ids(table)
         assert len(got) == len(set(got))
         assert got == want, f"{table}: {len(got)} stored, {len(want)} published"
+    assert await store.count("call_legs") == sum(len(e.legs) for e in published if isinstance(e, CDR))
     calls = Counter((e.caller, e.agent) for e in published if isinstance(e, CDR) and e.answer is not None)
     assert {(a.caller, a.agent): a.count for a in await store.load_affinity()} == dict(calls)
 
