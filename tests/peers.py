@@ -35,6 +35,27 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_DGRAM) -> int:
     raise RuntimeError("no free port")
 
 
+def free_port_block(host: str = "127.0.0.1", count: int = 4) -> int:
+    """The first of `count` consecutive free UDP ports (SIPp's media uses -mp and -mp+2)."""
+    for _ in range(100):
+        base = free_port(host)
+        if base + count > 65535 or base % 2:
+            continue
+        socks = []
+        try:
+            for offset in range(count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((host, base + offset))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return base
+    raise RuntimeError("no free port block")
+
+
 def require_sipp() -> str:
     path = shutil.which("sipp")
     if path is None:
@@ -114,7 +135,7 @@ async def start_sipp(
     args += [
         "-sf", str(scen),
         "-i", local_ip, "-p", str(port),
-        "-ci", local_ip, "-mi", local_ip, "-mp", str(free_port(local_ip)),
+        "-ci", local_ip, "-mi", local_ip, "-mp", str(free_port_block(local_ip)),
         "-m", str(calls), "-r", str(rate),
         "-t", {"udp": "u1", "tcp": "t1", "tls": "l1"}[transport],
         "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
