@@ -47,18 +47,20 @@ def _pin(cpu: int) -> None:
             os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
 
 
-def relay_main(conn: Connection, n: int, ports: str) -> None:
+def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True) -> None:
     """The system under test: one process, one event loop."""
     _raise_fd_limit()
-    _pin(0)
+    if pin:
+        _pin(0)
     loop_name = "asyncio"
-    try:
-        import uvloop
+    if use_uvloop:
+        try:
+            import uvloop
 
-        uvloop.install()
-        loop_name = "uvloop"
-    except ImportError:
-        pass
+            uvloop.install()
+            loop_name = "uvloop"
+        except ImportError:
+            pass
     from media.local import LocalMediaBackend
     from media.sdp import Negotiated
 
@@ -84,10 +86,11 @@ def relay_main(conn: Connection, n: int, ports: str) -> None:
     asyncio.run(run())
 
 
-def load_main(conn: Connection, n: int, seconds: float, warmup: float) -> None:
+def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool) -> None:
     """Both phones of every call: paced senders and a receiver on one epoll loop."""
     _raise_fd_limit()
-    _pin(1)
+    if pin:
+        _pin(1)
     legs = 2 * n
     socks = []
     for _ in range(legs):
@@ -97,7 +100,10 @@ def load_main(conn: Connection, n: int, seconds: float, warmup: float) -> None:
         s.setblocking(False)
         socks.append(s)
     conn.send([s.getsockname()[1] for s in socks])
-    relay_ports: list[int] = conn.recv()
+    relay_ports: list[int] | None = conn.recv()
+    if relay_ports is None:
+        # baseline: each phone sends straight to its partner, measuring the load process and kernel alone
+        relay_ports = [socks[i ^ 1].getsockname()[1] for i in range(legs)]
     dests = [(ADDRESS, p) for p in relay_ports]
     fd_index = {s.fileno(): i for i, s in enumerate(socks)}
     ep = select.epoll()
@@ -155,6 +161,8 @@ def load_main(conn: Connection, n: int, seconds: float, warmup: float) -> None:
                 except BlockingIOError:
                     break
                 t = mono_ns()
+                if len(data) != HDR.size + PAYLOAD - 8 or 72 <= (data[1] & 0x7F) <= 76:
+                    continue  # the relay's RTCP reports (sent to our port + 1, another phone)
                 sent_ns = HDR.unpack_from(data)[5]
                 received += 1
                 if sent_ns >= measure_from:
@@ -178,12 +186,32 @@ def load_main(conn: Connection, n: int, seconds: float, warmup: float) -> None:
         s.close()
 
 
-def run_once(n: int, seconds: float, warmup: float, ports: str) -> dict[str, float | str]:
+def run_baseline(n: int, seconds: float, warmup: float, pin: bool) -> dict[str, float | str]:
+    """The same load with no relay in the path: what the machine itself adds."""
+    ctx = mp.get_context("spawn")
+    l_parent, l_child = ctx.Pipe()
+    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin), daemon=True)
+    load.start()
+    try:
+        l_parent.recv()
+        l_parent.send(None)
+        l_parent.send("go")
+        res = l_parent.recv()
+    finally:
+        load.join(10)
+        if load.is_alive():
+            load.kill()
+    res["relay_cpu"] = 0.0
+    res["loop"] = "direct"
+    return res
+
+
+def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True) -> dict[str, float | str]:
     ctx = mp.get_context("spawn")
     r_parent, r_child = ctx.Pipe()
     l_parent, l_child = ctx.Pipe()
-    relay = ctx.Process(target=relay_main, args=(r_child, n, ports), daemon=True)
-    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup), daemon=True)
+    relay = ctx.Process(target=relay_main, args=(r_child, n, ports, pin, use_uvloop), daemon=True)
+    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin), daemon=True)
     relay.start()
     load.start()
     try:
@@ -212,19 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--ports", default="30000-34999", help="RTP port range for the relay")
+    ap.add_argument("--baseline", action="store_true", help="also run each load without the relay (phones talk directly)")
+    ap.add_argument("--no-uvloop", action="store_true", help="run the relay on the standard asyncio loop")
+    ap.add_argument("--pin", action="store_true", help="pin relay and load to different CPUs (only on an otherwise idle machine)")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.counts.split(",") if x.strip()]
-    print(f"# media relay benchmark: {os.cpu_count()} CPUs, {args.seconds:.0f} s per run, 50 pps per direction per call, PCMU 20 ms")
+    load1 = os.getloadavg()[0]
+    print(f"# media relay benchmark: {os.cpu_count()} CPUs (load average {load1:.2f} before start), {args.seconds:.0f} s per run, 50 pps per direction per call, PCMU 20 ms")
     print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8}")
     for n in counts:
-        r = run_once(n, args.seconds, args.warmup, args.ports)
-        sent, recv = int(r["sent"]), int(r["received"])
-        loss = 100.0 * (sent - recv) / sent if sent else float("nan")
-        print(
-            f"{n:>6} {r['loop']:>8} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
-            f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}%",
-            flush=True,
-        )
+        runs = [run_baseline(n, args.seconds, args.warmup, args.pin)] if args.baseline else []
+        runs.append(run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop))
+        for r in runs:
+            sent, recv = int(r["sent"]), int(r["received"])
+            loss = 100.0 * (sent - recv) / sent if sent else float("nan")
+            print(
+                f"{n:>6} {r['loop']:>8} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
+                f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}%",
+                flush=True,
+            )
     return 0
 
 
