@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,7 +22,16 @@ from softswitch.events import (
     RecordingSaved,
     RegistrationChanged,
 )
-from softswitch.store import Agent, Registration, Store, StoreError, StoreWriter, User, open_store
+from softswitch.store import (
+    Agent,
+    Registration,
+    Store,
+    StoreError,
+    StoreWriter,
+    User,
+    create_store,
+    open_store,
+)
 from softswitch.store.schema import LATEST
 from softswitch.store.testing import pg_url, reset_schema, sample_call, sample_misc, temporary_database_sync
 
@@ -282,3 +292,33 @@ async def test_registrations_written_through_the_writer_are_loaded_again_after_a
     assert [(r.aor, r.contact, r.expires_at, r.source) for r in regs] == [
         ("sip:1@x", "sip:1@h", T0 + 600, "udp:h:5060")
     ]
+
+
+async def test_a_backlog_past_its_bound_spills_to_the_spool_and_still_arrives_once(
+    store: Store, tmp_path: Path
+) -> None:
+    bus = EventBus()
+    writer = StoreWriter(bus, store, tmp_path / "spool", batch_size=25, max_backlog=50, retry_interval=0.01)
+    await writer.start()
+    evs = [ev for i in range(100) for ev in sample_call(i, ts=T0 + i)]
+    for ev in evs:  # a burst with no await in between: the writer cannot keep up with it
+        bus.publish(ev)
+    await writer.drain(limit=30)
+    await writer.stop()
+    assert writer.spooled > 0 and writer.replayed == writer.spooled
+    assert await store.event_ids("cdrs") == sorted(e.id for e in evs if isinstance(e, CDR))
+    assert await store.count("queue_events") == sum(isinstance(e, QueueEvent) for e in evs)
+
+
+async def test_nodes_migrating_one_postgres_database_at_once_apply_each_version_once(
+    pg_db: str, tmp_path: Path
+) -> None:
+    await reset_schema(pg_db)
+    stores = [create_store(pg_url(pg_db), base_dir=tmp_path) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(s.migrate() for s in stores))
+    finally:
+        for s in stores:
+            await s.close()
+    assert all(r.current == LATEST and r.pending == () for r in results)
+    assert len({r.applied for r in results}) == 1 and len(results[0].applied) == LATEST
