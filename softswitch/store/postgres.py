@@ -1,10 +1,11 @@
-"""The PostgreSQL store: an asyncpg pool, one transaction per batch, one statement per table.
+"""The PostgreSQL store: an asyncpg pool and one transaction per batch.
 
-Each table's rows go in as column arrays expanded by `unnest`, so a batch of any size is one
-prepared statement per table (asyncpg caches the prepared statements per connection). Every insert
-is `ON CONFLICT DO NOTHING` on the event id, which is what makes spool replays idempotent; the
-affinity counters are bumped in the same statement from the CDRs that were actually inserted, so a
-replay cannot count a call twice.
+A batch is split by table and each table's rows are sent with binary COPY into a temporary staging
+table of the connection; one statement then moves every staging table into its real table with
+`ON CONFLICT DO NOTHING` on the event id, which is what makes spool replays idempotent, and bumps
+the affinity counters from the CDRs that statement actually inserted, so a replay cannot count a
+call twice. (The older "unnest" mode sends column arrays to `INSERT ... SELECT FROM unnest(...)`
+instead; bench/store.py can compare them.) Reads use asyncpg's cached prepared statements.
 """
 
 from __future__ import annotations
