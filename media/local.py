@@ -68,12 +68,15 @@ _FRAME_SECONDS = FRAME_SAMPLES / 8000
 _Tap = Callable[[int, int, "npt.NDArray[np.int16]", float], None]  # (ssrc, ts, pcm, arrival)
 
 
-def _call_soon(fn: Callable[..., object], *args: object) -> None:
-    """Run a user callback; coroutines become tasks. A failing callback never breaks the media path."""
+def _call_soon(tasks: set[asyncio.Future[object]], fn: Callable[..., object], *args: object) -> None:
+    """Run a user callback; coroutines become tasks (kept in `tasks` until done so they are not
+    garbage-collected mid-flight). A failing callback never breaks the media path."""
     try:
         res = fn(*args)
         if inspect.isawaitable(res):
-            asyncio.ensure_future(res)
+            fut = asyncio.ensure_future(res)
+            tasks.add(fut)
+            fut.add_done_callback(tasks.discard)
     except Exception:
         log.exception("media callback %r failed", fn)
 
@@ -129,6 +132,8 @@ class _Leg(asyncio.DatagramProtocol):
         self.idle = 0.0
         self.timed_out = False
         self.te_rx = TelephoneEventReceiver()
+        self.te_count = 0
+        self.te_last_count = 0
         self.inband: InbandDtmfDetector | None = None
         self.playback: _Playback | None = None
         self.dtmf_sending = False
@@ -222,6 +227,7 @@ class _Leg(asyncio.DatagramProtocol):
             off = payload_offset(data)
         except IndexError:
             return
+        self.te_count += 1
         ts = RTP_HEADER.unpack_from(data)[3]
         for d in self.te_rx.feed(ts, bytes(data[off : off + 4])):
             self.dtmf(d)
@@ -231,7 +237,7 @@ class _Leg(asyncio.DatagramProtocol):
         if pb is not None and pb.barge_in:
             pb.finish("barge_in")
         for cb in list(self.backend.dtmf_callbacks):
-            _call_soon(cb, self.leg_id, digit)
+            _call_soon(self.backend.tasks, cb, self.leg_id, digit)
 
     def rtcp_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         if not self.rtcp_latched:
@@ -438,6 +444,7 @@ class LocalMediaBackend(MediaBackend):
         self._checker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._since_rtcp = 0.0
+        self.tasks: set[asyncio.Future[object]] = set()
 
     def loop_time(self) -> float:
         assert self._loop is not None
@@ -780,9 +787,11 @@ class LocalMediaBackend(MediaBackend):
                 leg.timed_out = True
                 log.info("leg %s: no RTP for %.1f s", leg.leg_id, leg.idle)
                 for cb in list(self.timeout_callbacks):
-                    _call_soon(cb, leg.leg_id)
-            for d in leg.te_rx.flush() if leg.idle >= 0.5 else ():
-                leg.dtmf(d)  # end packets all lost: report the press anyway
+                    _call_soon(self.tasks, cb, leg.leg_id)
+            if leg.te_count == leg.te_last_count:
+                for d in leg.te_rx.flush():
+                    leg.dtmf(d)  # no event packet for a whole tick and no end packet: report the press anyway
+            leg.te_last_count = leg.te_count
             if send_rtcp:
                 self._send_rtcp(leg)
 

@@ -12,7 +12,7 @@ import pytest
 
 from media import g711
 from media.audio import normalised_xcorr_peak, wav_bytes
-from media.dtmf import DtmfDigit, dtmf_tone, telephone_event_payloads
+from media.dtmf import DtmfDigit, InbandDtmfDetector, dtmf_tone, telephone_event_payloads
 from media.local import LocalMediaBackend
 from media.ports import PortPoolExhausted
 from media.rtp import RtpPacket, RtpSender, parse_rtcp
@@ -306,3 +306,80 @@ async def test_rtcp_sender_report_is_sent_to_the_peer(tmp_path: Path) -> None:
         assert pkts[1].cname.startswith("softswitch@")
     finally:
         await b.close()
+
+
+async def test_music_on_hold_loops_until_stopped(backend: LocalMediaBackend) -> None:
+    a = await phone()
+    await backend.allocate("a")
+    await backend.set_remote("a", neg(a))
+    handle = await backend.play("a", np.full(320, 500, np.int16), loop=True)  # a 40 ms loop
+    await asyncio.sleep(0.3)
+    assert not handle.done
+    await backend.stop("a")
+    assert await handle.wait() == "stopped"
+    n = len(a.received)
+    assert n >= 10
+    await asyncio.sleep(0.1)
+    assert len(a.received) == n
+
+
+async def test_hold_stops_sending_to_the_held_phone_and_resume_restarts(backend: LocalMediaBackend) -> None:
+    a, b = await phone(), await phone()
+    _, eb = await backend.allocate("a"), await backend.allocate("b")
+    await backend.set_remote("a", neg(a))
+    await backend.set_remote("b", neg(b))
+    await backend.bridge("a", "b")
+    await backend.set_remote("a", neg(a, direction="inactive"))  # a re-INVITE put the call on hold
+    await b.stream(speechlike(0.1), ("127.0.0.1", eb.port))
+    await asyncio.sleep(0.05)
+    assert a.received == []
+    await backend.set_remote("a", neg(a))
+    await b.stream(speechlike(0.1), ("127.0.0.1", eb.port))
+    await asyncio.sleep(0.05)
+    assert len(a.received) == 5
+
+
+async def test_recording_can_stop_and_restart_mid_call_into_a_second_mono_file(backend: LocalMediaBackend) -> None:
+    a, b = await phone(), await phone()
+    ea, _ = await backend.allocate("a"), await backend.allocate("b")
+    await backend.set_remote("a", neg(a))
+    await backend.set_remote("b", neg(b))
+    await backend.bridge("a", "b")
+    first = await backend.record_start("c2", "a", "b")
+    await a.stream(speechlike(0.2), ("127.0.0.1", ea.port))
+    ev1 = await backend.record_stop("c2")
+    assert await backend.record_stop("c2") is None
+    second = await backend.record_start("c2", "a", "b", stereo=False)
+    await a.stream(speechlike(0.2, seed=5), ("127.0.0.1", ea.port))
+    ev2 = await backend.record_stop("c2")
+    assert ev1 is not None and ev2 is not None
+    assert first != second and second.name == "c2-2.wav"
+    assert (ev1.channels, ev2.channels) == (2, 1)
+    assert ev1.sha256 != ev2.sha256
+
+
+async def test_a_key_press_whose_end_packets_are_lost_is_reported_by_the_timer(backend: LocalMediaBackend) -> None:
+    a = await phone()
+    ea = await backend.allocate("a")
+    await backend.set_remote("a", neg(a))
+    got: list[DtmfDigit] = []
+    backend.on_dtmf(lambda leg, d: got.append(d))
+    assert a.transport is not None
+    for p in telephone_event_payloads("9", 100)[:4]:
+        a.transport.sendto(a.sender.build_event(101, p, 777, 0.0), ("127.0.0.1", ea.port))
+    await asyncio.sleep(0.35)
+    assert got == [DtmfDigit("9", 80, "rfc4733")]
+
+
+async def test_send_dtmf_uses_rfc4733_events_or_inband_tones_as_negotiated(backend: LocalMediaBackend) -> None:
+    a, b = await phone(), await phone()
+    await backend.allocate("a")
+    await backend.allocate("b")
+    await backend.set_remote("a", neg(a))
+    await backend.set_remote("b", neg(b, te=None))
+    await backend.send_dtmf("a", "1")
+    events = [p for p in a.received if p.payload_type == 101]
+    assert len(events) == 7 and len({p.timestamp for p in events}) == 1 and events[0].marker
+    assert {bytes(p.payload[:1]) for p in events} == {b"\x01"}
+    await backend.send_dtmf("b", "4")
+    assert [d.digit for d in InbandDtmfDetector().feed(b.audio())] == ["4"]
