@@ -32,6 +32,7 @@ from softswitch.store import (
     create_store,
     open_store,
 )
+from softswitch.store.postgres import PostgresStore
 from softswitch.store.schema import LATEST
 from softswitch.store.testing import pg_url, reset_schema, sample_call, sample_misc, temporary_database_sync
 
@@ -322,3 +323,19 @@ async def test_nodes_migrating_one_postgres_database_at_once_apply_each_version_
             await s.close()
     assert all(r.current == LATEST and r.pending == () for r in results)
     assert len({r.applied for r in results}) == 1 and len(results[0].applied) == LATEST
+
+
+async def test_the_unnest_write_mode_stores_the_same_rows_once(pg_db: str, tmp_path: Path) -> None:
+    await reset_schema(pg_db)
+    store = PostgresStore(pg_url(pg_db), spool_dir=tmp_path, write_mode="unnest")
+    try:
+        await store.migrate()
+        evs = [ev for i in range(30) for ev in sample_call(i, ts=T0 + i, caller="0311112222", agent="a1")]
+        evs += sample_misc(1, ts=T0)
+        assert await store.write_events(evs) == len(evs)
+        assert await store.write_events(evs) == 1  # only the registration upsert counts again
+        assert await store.event_ids("cdrs") == sorted(e.id for e in evs if isinstance(e, CDR))
+        assert await store.count("call_legs") == 60
+        assert [(a.caller, a.count) for a in await store.load_affinity()] == [("0311112222", 30)]
+    finally:
+        await store.close()

@@ -173,7 +173,8 @@ class Store(abc.ABC):
     # ---- writes (the writer calls this; it is idempotent per event id) ----
     @abc.abstractmethod
     async def write_events(self, events: Sequence[Event]) -> int:
-        """Persist a batch in one transaction; returns how many events were new.
+        """Persist a batch in one transaction; returns how many events were new (registration
+        updates, which have no id of their own, always count).
 
         Raises StoreUnavailable when the database is unreachable (the batch may or may not have
         been committed) and StoreError when the data itself was refused.
