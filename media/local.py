@@ -156,6 +156,8 @@ class _Leg(asyncio.DatagramProtocol):
         self.rx_count += 1
         pt = data[1] & 0x7F
         if pt == self.pt:
+            _b0, _b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
+            self.stats.update(ssrc, seq, ts, time.monotonic())
             if self.taps:
                 self._tap(data)
             peer = self.peer

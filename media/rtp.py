@@ -224,39 +224,43 @@ class ReceiverStats:
         self.last_sr_arrival: float | None = None
 
     def update(self, ssrc: int, seq: int, ts: int, arrival: float) -> None:
-        """Account for one received packet (arrival in seconds)."""
-        if ssrc != self.ssrc:
-            self.ssrc = ssrc
-            self.base_seq = self.max_seq = seq
-            self.cycles = 0
-            self.received = 0
-            self.expected_prior = self.received_prior = 0
-            self.transit = None
-            self.jitter = 0.0
-        else:
-            delta = (seq - self.max_seq) & 0xFFFF
+        """Account for one received packet (arrival in seconds). On the relay path: kept lean."""
+        if ssrc == self.ssrc:
+            max_seq = self.max_seq
+            delta = (seq - max_seq) & 0xFFFF
             if delta < 3000:
-                if seq < self.max_seq:
+                if seq < max_seq:
                     self.cycles += _SEQ_MOD
                 self.max_seq = seq
             elif delta <= 0xFFFF - 100:
                 # a big jump: accept it on the second consecutive packet (A.1 resync)
-                if seq == self.bad_seq:
-                    self.base_seq = self.max_seq = seq
-                    self.cycles = 0
-                    self.received = 0
-                    self.expected_prior = self.received_prior = 0
-                else:
+                if seq != self.bad_seq:
                     self.bad_seq = (seq + 1) & 0xFFFF
                     return
+                self._restart(ssrc, seq)
             # else a duplicate or reordered packet: counted, no max change
+        else:
+            self._restart(ssrc, seq)
         self.received += 1
         transit = arrival * self.clock_rate - ts
-        if self.transit is not None:
-            d = abs(transit - self.transit)
-            if d < _TS_MOD / 2:
-                self.jitter += (d - self.jitter) / 16.0
+        last = self.transit
         self.transit = transit
+        if last is not None:
+            d = transit - last
+            if d < 0:
+                d = -d
+            if d < 2147483648.0:
+                self.jitter += (d - self.jitter) * 0.0625
+
+    def _restart(self, ssrc: int, seq: int) -> None:
+        """A new source, or the same one after a sequence discontinuity."""
+        self.ssrc = ssrc
+        self.base_seq = self.max_seq = seq
+        self.cycles = 0
+        self.received = 0
+        self.expected_prior = self.received_prior = 0
+        self.transit = None
+        self.jitter = 0.0
 
     @property
     def extended_max(self) -> int:

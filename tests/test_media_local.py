@@ -284,7 +284,7 @@ async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(back
     assert backend.legs["c"].relay_in and backend.legs["ag"].relay_in
 
 
-async def test_rtcp_sender_report_is_sent_to_the_peer(tmp_path: Path) -> None:
+async def test_rtcp_sender_and_receiver_reports_are_sent_to_the_peer(tmp_path: Path) -> None:
     b = LocalMediaBackend("127.0.0.1", "31300-31309", recordings_dir=tmp_path, check_interval=0.05, rtcp_interval=0.1)
     try:
         loop = asyncio.get_running_loop()
@@ -304,6 +304,15 @@ async def test_rtcp_sender_report_is_sent_to_the_peer(tmp_path: Path) -> None:
         assert pkts[0].packet_type == 200 and pkts[0].sender is not None
         assert pkts[0].sender.packets == 5
         assert pkts[1].cname.startswith("softswitch@")
+        # once the phone's packets are in, reports carry a reception block about its stream
+        for _ in range(3):
+            a.send_pcm(np.zeros(160, np.int16), ("127.0.0.1", ea.port))
+            await asyncio.sleep(0.02)
+        while not (report := parse_rtcp(await asyncio.wait_for(rtcp_rx.get(), 2.0))[0]).reports:
+            pass
+        assert report.packet_type == 201  # nothing sent since the SR: a receiver report
+        assert report.reports[0].ssrc == a.sender.ssrc and report.reports[0].cumulative_lost == 0
+        assert report.reports[0].highest_seq & 0xFFFF == (a.sender.seq - 1) & 0xFFFF
     finally:
         await b.close()
 
