@@ -115,3 +115,31 @@ def test_db_command_reports_a_bad_url_and_an_unreachable_database(capsys: pytest
     assert db_main("upgrade", config=None, database="postgresql://nobody@127.0.0.1:9/none") == 2
     err = capsys.readouterr().err
     assert "unsupported database URL" in err and "unavailable" in err
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_docker_node_config_validates_where_compose_mounts_it(tmp_path: Path) -> None:
+    from softswitch.config import load_config
+
+    # compose.yaml mounts docker/node.yaml and ../dialplans side by side in /var/lib/softswitch.
+    (tmp_path / "node.yaml").write_text((REPO / "docker" / "node.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "dialplans").symlink_to(REPO / "dialplans")
+    cfg = load_config(tmp_path / "node.yaml")
+    assert parse_url(cfg.database, base_dir=tmp_path)[0] == "postgresql"
+    assert cfg.plan is not None
+
+
+def test_the_compose_stack_mounts_existing_files_and_builds_from_the_dockerfile() -> None:
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker" / "compose.yaml").read_text(encoding="utf-8"))
+    node, migrate = compose["services"]["node"], compose["services"]["migrate"]
+    context = (REPO / "docker" / migrate["build"]["context"]).resolve()
+    assert context == REPO and (context / migrate["build"]["dockerfile"]).is_file()
+    for mount in node["volumes"]:
+        source = mount.split(":", 1)[0]
+        if source.startswith("."):
+            assert (REPO / "docker" / source).resolve().exists(), mount
+    assert node["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
