@@ -120,7 +120,7 @@ async def end_to_end(
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000, help="events for the raw write test")
-    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=500, help="events per transaction (the writer default)")
     ap.add_argument("--rate", type=float, default=20_000, help="offered events/s in the end-to-end test")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the end-to-end test")
     ap.add_argument("--sqlite", action="store_true", help="benchmark the SQLite store instead")

@@ -38,7 +38,7 @@ class StoreWriter:
         store: Store,
         spool_dir: Path | None = None,
         *,
-        batch_size: int = 1000,
+        batch_size: int = 500,
         flush_interval: float = 0.05,
         concurrency: int = 2,
         max_backlog: int = 200_000,
