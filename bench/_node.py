@@ -1,0 +1,133 @@
+"""bench/_node: a node for benchmarks that reports its object counts and memory.
+
+Runs a `softswitch.app.Node` in-process (uvloop when installed) from a config file. Every half
+second it samples the established calls and the resident memory, keeping the peak. On SIGUSR1 it
+appends one JSON line of counts to `--stats` (and starts a new peak window); on SIGTERM it appends
+the counts as they are, then the counts after every SIP timer has been made to fire (the clock of
+the sans-IO transaction layer advanced by ten minutes), then stops. Whatever remains after the
+timers fired is a leak.
+
+    python bench/_node.py --config node.yaml --stats stats.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from softswitch.app import Node, install_uvloop  # noqa: E402
+from softswitch.config import load_config  # noqa: E402
+
+#: How far the transaction clock is pushed to fire every timer (Timer B/D/F/H/J/K are 64*T1 at most).
+DRAIN_SECONDS = 600.0
+
+
+def rss_kb() -> int:
+    """Resident memory of this process now, in KiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def hwm_kb() -> int:
+    """Peak resident memory of this process, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Sampler:
+    """Counts of the node's live objects and the memory peak since the last report."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.peak_established = 0
+        self.rss_at_peak = 0
+
+    def established(self) -> int:
+        return sum(1 for c in self.node.b2bua.calls.values() if c.state == "answered")
+
+    def sample(self) -> None:
+        n = self.established()
+        if n >= self.peak_established:
+            self.peak_established = n
+            self.rss_at_peak = rss_kb()
+
+    def counts(self, phase: str) -> dict[str, object]:
+        node = self.node
+        b2bua = node.b2bua
+        return {
+            "phase": phase,
+            "transactions": len(node.transactions),
+            "calls": len(b2bua),
+            "by_dialog": len(b2bua._by_dialog),
+            "by_invite": len(b2bua._by_invite),
+            "client_callbacks": len(node._client_callbacks),
+            "established": self.established(),
+            "rss_kb": rss_kb(),
+            "hwm_kb": hwm_kb(),
+            "peak_established": self.peak_established,
+            "rss_at_peak_kb": self.rss_at_peak,
+        }
+
+
+def emit(path: Path, record: dict[str, object]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+async def run(config_path: Path, stats: Path, interval: float) -> int:
+    node = Node(load_config(config_path))
+    await node.start()
+    sampler = Sampler(node)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def report() -> None:
+        sampler.sample()
+        emit(stats, sampler.counts("report"))
+        sampler.peak_established = 0
+        sampler.rss_at_peak = 0
+
+    loop.add_signal_handler(signal.SIGUSR1, report)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    emit(stats, sampler.counts("ready"))
+    while not stop.is_set():
+        sampler.sample()
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+    emit(stats, sampler.counts("end"))
+    # Fire every SIP timer: transactions in their wait states (Timer D, J, K, ...) terminate.
+    future = loop.time() + DRAIN_SECONDS
+    for _ in range(3):
+        node._execute(node.transactions.tick(future))
+    emit(stats, sampler.counts("drained"))
+    await node.stop()
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--stats", type=Path, required=True)
+    parser.add_argument("--interval", type=float, default=0.5)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    install_uvloop()
+    return asyncio.run(run(args.config, args.stats, args.interval))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
