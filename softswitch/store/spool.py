@@ -37,6 +37,7 @@ class Spool:
         found = self.segments()
         self._next_seq = (int(_SEGMENT.match(found[-1].name).group(1)) + 1) if found else 1  # type: ignore[union-attr]
         self.skipped_lines = 0
+        self._set_aside: set[tuple[str, int]] = set()
 
     def segments(self) -> list[Path]:
         """Every segment on disk, oldest first (including the one being appended to)."""
@@ -97,6 +98,9 @@ class Spool:
                     batch.append(Event.from_dict(json.loads(line)))
                 except (ValueError, TypeError) as exc:
                     # A line torn by a crash mid-write, or an event kind this version does not know.
+                    if (path.name, lineno) in self._set_aside:
+                        continue  # a replay retried after a failure reads the segment again
+                    self._set_aside.add((path.name, lineno))
                     self.skipped_lines += 1
                     log.error("spool %s:%d unreadable, kept aside: %s", path.name, lineno, exc)
                     with open(self.dir / "unreadable.jsonl", "a", encoding="utf-8") as bad:
