@@ -1,0 +1,303 @@
+"""The CTI stream: bus events to WebSocket clients, filtered by who is listening, and screen pops.
+
+An agent's connection receives its own events (its state, offers and screen pops, its calls) and
+the queue statistics; a supervisor's or admin's receives every event. Each client has a bounded
+queue: a client that stops reading loses events (counted), it never slows the node down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from softswitch.api.auth import Principal
+from softswitch.api.centre import ContactCentre
+from softswitch.api.events import ScreenPop
+from softswitch.events import (
+    AgentStateChanged,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    Event,
+    EventBus,
+    QueueEvent,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CLIENT_QUEUE = 1000  # messages buffered per client before its events are dropped
+STATS_DEBOUNCE = 0.05  # queue statistics go out this soon after a change, coalescing bursts
+STATS_EVERY = 1.0  # and at least this often while anyone listens (wait clocks move)
+HISTORY_LIMIT = 5
+HISTORY_TIMEOUT = 1.0
+
+
+async def resolve(value: T | Awaitable[T]) -> T:
+    """The value, awaited when the contact centre returned an awaitable."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+HistoryLookup = Callable[..., Awaitable[list[Any]]]
+
+
+@dataclass(eq=False)
+class Client:
+    """One WebSocket listener: who it is, what it asked for, and its outgoing queue."""
+
+    principal: Principal
+    kinds: frozenset[str] | None = None
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    calls: set[str] = field(default_factory=set)  # calls this agent is part of
+    dropped: int = 0
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+    def sees(self, ev: Event) -> bool:
+        """Whether this client may see `ev` (agents: their own events only)."""
+        p = self.principal
+        if p.at_least("supervisor"):
+            return True
+        me = p.agent
+        if me is None:
+            return False
+        if isinstance(ev, AgentStateChanged):
+            return ev.agent == me
+        if isinstance(ev, ScreenPop):
+            return ev.agent == me
+        if isinstance(ev, QueueEvent):
+            if ev.agent != me:
+                return False
+            if ev.event in ("offered", "answered"):
+                self.calls.add(ev.call_uuid)
+            return True
+        if isinstance(ev, CallStarted):
+            if me in (ev.caller, ev.callee):
+                self.calls.add(ev.call_uuid)
+                return True
+            return False
+        if isinstance(ev, CallAnswered):
+            if ev.answered_by == me:
+                self.calls.add(ev.call_uuid)
+            return ev.call_uuid in self.calls
+        if isinstance(ev, CallEnded):
+            if ev.call_uuid in self.calls:
+                self.calls.discard(ev.call_uuid)
+                return True
+            return False
+        return False
+
+    def put(self, message: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+
+class CtiHub:
+    """Reads the bus, builds screen pops, and fans events and queue statistics out to clients."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        centre: ContactCentre,
+        history: Callable[[], HistoryLookup | None],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.centre = centre
+        self.history = history
+        self.clock = clock
+        self.clients: set[Client] = set()
+        self._events: asyncio.Queue[Event] | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._stats_soon: asyncio.TimerHandle | None = None
+        self._pops: set[asyncio.Task[None]] = set()
+        self._prefetch: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
+        self.screen_pops = 0
+
+    async def start(self) -> None:
+        """Subscribe to the bus and start fanning out."""
+        self._events = self.bus.queue(maxsize=10_000)
+        loop = asyncio.get_running_loop()
+        self._pump = loop.create_task(self._run())
+        self._ticker = loop.create_task(self._tick())
+
+    async def stop(self) -> None:
+        """Stop reading the bus; pending screen pops are cancelled."""
+        if self._events is not None:
+            self.bus.unqueue(self._events)
+        if self._stats_soon is not None:
+            self._stats_soon.cancel()
+        tasks = [t for t in (self._pump, self._ticker) if t is not None]
+        tasks += list(self._pops) + list(self._prefetch.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._pops.clear()
+        self._prefetch.clear()
+
+    # -- clients ---------------------------------------------------------------------------
+
+    async def add(self, client: Client) -> None:
+        """A new listener: greet it, then send the current queue statistics."""
+        self.clients.add(client)
+        client.put({"kind": "hello", "ts": self.clock(), "role": client.principal.role,
+                    "agent": client.principal.agent})
+        if client.principal.agent is not None:
+            with contextlib.suppress(LookupError, ValueError):
+                state = await resolve(self.centre.agent_state(client.principal.agent))
+                client.put({"kind": "agent_snapshot", "ts": self.clock(), **state})
+        await self._send_stats([client])
+
+    def remove(self, client: Client) -> None:
+        """A listener went away."""
+        self.clients.discard(client)
+
+    # -- the pump --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._events is not None
+        while True:
+            ev = await self._events.get()
+            try:
+                self._dispatch(ev)
+            except Exception:
+                log.exception("CTI dispatch of %s failed", ev.kind)
+
+    def _dispatch(self, ev: Event) -> None:
+        if isinstance(ev, QueueEvent):
+            if ev.event == "joined":
+                self._start_prefetch(ev.call_uuid)
+            elif ev.event == "offered" and ev.agent:
+                self._spawn(self._screen_pop(ev))
+            self._stats_changed()
+        elif isinstance(ev, AgentStateChanged):
+            self._stats_changed()
+        elif isinstance(ev, CallEnded):
+            task = self._prefetch.pop(ev.call_uuid, None)
+            if task is not None:
+                task.cancel()
+        if not self.clients:
+            return
+        message = ev.to_dict()
+        for client in list(self.clients):
+            if client.wants(ev.kind) and client.sees(ev):
+                client.put(message)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._pops.add(task)
+        task.add_done_callback(self._pops.discard)
+
+    # -- screen pops -----------------------------------------------------------------------
+
+    async def _context(self, call_uuid: str) -> dict[str, Any]:
+        try:
+            ctx = await resolve(self.centre.call_context(call_uuid))
+        except Exception:
+            log.exception("call_context(%s) failed", call_uuid)
+            ctx = None
+        return dict(ctx or {})
+
+    def _start_prefetch(self, call_uuid: str) -> None:
+        """Look the caller's history up while they wait, so the screen pop needs no database trip."""
+        if call_uuid in self._prefetch:
+            return
+
+        async def fetch() -> list[dict[str, Any]]:
+            ctx = await self._context(call_uuid)
+            return await self._history(call_uuid, str(ctx.get("number") or ""), str(ctx.get("customer_id") or ""))
+
+        self._prefetch[call_uuid] = asyncio.ensure_future(fetch())
+
+    async def _history(self, call_uuid: str, number: str, customer_id: str) -> list[dict[str, Any]]:
+        lookup = self.history()
+        if lookup is None or not (number or customer_id):
+            return []
+        try:
+            records = await asyncio.wait_for(
+                lookup(number=number or None, customer_id=customer_id or None, limit=HISTORY_LIMIT + 1),
+                HISTORY_TIMEOUT,
+            )
+        except Exception as exc:  # a slow or absent database must not hold the screen pop back
+            log.warning("screen pop: history of %s unavailable: %s", number or customer_id, exc)
+            return []
+        out = []
+        for r in records:
+            if r.call_uuid == call_uuid:
+                continue
+            out.append({
+                "call_uuid": r.call_uuid, "start": r.start, "answer": r.answer, "end": r.end,
+                "disposition": r.disposition, "queue": r.queue, "agent": r.agent, "callee": r.callee,
+            })
+        return out[:HISTORY_LIMIT]
+
+    async def _screen_pop(self, ev: QueueEvent) -> None:
+        ctx = await self._context(ev.call_uuid)
+        number = str(ctx.get("number") or ev.caller or "")
+        customer_id = str(ctx.get("customer_id") or "")
+        pre = self._prefetch.get(ev.call_uuid)
+        if pre is not None and not pre.cancelled():
+            try:
+                history = await pre
+            except Exception:
+                history = []
+        else:
+            history = await self._history(ev.call_uuid, number, customer_id)
+        joined = ctx.get("joined_at")
+        wait = max(0.0, ev.ts - float(joined)) if joined is not None else ev.wait
+        variables = {str(k): str(v) for k, v in dict(ctx.get("variables") or {}).items()}
+        self.screen_pops += 1
+        self.bus.publish(ScreenPop(
+            ts=self.clock(), call_uuid=ev.call_uuid, agent=ev.agent, queue=str(ctx.get("queue") or ev.queue),
+            caller=number, customer_id=customer_id, wait=wait, variables=variables, history=tuple(history),
+        ))
+
+    # -- queue statistics --------------------------------------------------------------------
+
+    def _stats_changed(self) -> None:
+        if self._stats_soon is None and self.clients:
+            loop = asyncio.get_running_loop()
+            self._stats_soon = loop.call_later(STATS_DEBOUNCE, self._stats_due)
+
+    def _stats_due(self) -> None:
+        self._stats_soon = None
+        self._spawn(self._send_stats(list(self.clients)))
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(STATS_EVERY)
+            if self.clients:
+                try:
+                    await self._send_stats(list(self.clients))
+                except Exception:
+                    log.exception("queue statistics failed")
+
+    async def _send_stats(self, clients: list[Client]) -> None:
+        clients = [c for c in clients if c.wants("queue_stats")]
+        if not clients:
+            return
+        queues = await resolve(self.centre.queues())
+        agents: list[dict[str, Any]] | None = None
+        ts = self.clock()
+        for c in clients:
+            message: dict[str, Any] = {"kind": "queue_stats", "ts": ts, "queues": queues}
+            if c.principal.at_least("supervisor"):
+                if agents is None:
+                    agents = await resolve(self.centre.agents())
+                message["agents"] = agents
+            c.put(message)
