@@ -4,7 +4,11 @@ A relay process (uvloop when installed, pinned to one core) anchors 2N legs brid
 separate load process (pinned to another core when there is one) plays both phones of every call,
 sending 20 ms PCMU packets in both directions with a send timestamp in the payload, and measures
 loss and the delay variation the relay adds. Printed per N: packets, loss, added jitter (transit
-minus the stream's minimum transit) p50/p99/max, relay CPU (% of one core) and load-process CPU.
+minus the stream's minimum transit) p50/p99/max, relay CPU (% of one core), load-process CPU, the
+p99 lateness of a 10 ms timer inside the relay ("stall") and the share of the run during which
+some task on the machine waited for a CPU (Linux PSI): on a shared machine the last two show
+when delay came from scheduling rather than from the relay. --baseline adds a run of the same
+load with the phones talking directly, without the relay.
 
     .venv/bin/python bench/media.py                    # N = 100, 200, 500, 1000; 10 s each
     .venv/bin/python bench/media.py --counts 100,500 --seconds 5
@@ -23,6 +27,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -78,9 +83,22 @@ def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool
         conn.send((local, loop_name))
         await loop.run_in_executor(None, conn.recv)  # "start"
         t0, w0 = os.times(), time.monotonic()
+        lags: list[float] = []
+
+        async def probe() -> None:
+            # how late a 10 ms timer fires: the relay's own stalls, or the OS not scheduling it
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0.01)
+                lags.append(loop.time() - t - 0.01)
+
+        probe_task = asyncio.ensure_future(probe())
         await loop.run_in_executor(None, conn.recv)  # "stop"
         t1, w1 = os.times(), time.monotonic()
-        conn.send(((t1.user - t0.user) + (t1.system - t0.system)) / (w1 - w0))
+        probe_task.cancel()
+        lags.sort()
+        lag99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
+        conn.send((((t1.user - t0.user) + (t1.system - t0.system)) / (w1 - w0), lag99))
         await backend.close()
 
     asyncio.run(run())
@@ -186,6 +204,15 @@ def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool
         s.close()
 
 
+def cpu_pressure_us() -> int | None:
+    """Total microseconds some task waited for a CPU (Linux PSI), to show a contended machine."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return int(line.rsplit("total=", 1)[1])
+
+
 def run_baseline(n: int, seconds: float, warmup: float, pin: bool) -> dict[str, float | str]:
     """The same load with no relay in the path: what the machine itself adds."""
     ctx = mp.get_context("spawn")
@@ -202,6 +229,7 @@ def run_baseline(n: int, seconds: float, warmup: float, pin: bool) -> dict[str, 
         if load.is_alive():
             load.kill()
     res["relay_cpu"] = 0.0
+    res["lag99"] = float("nan")
     res["loop"] = "direct"
     return res
 
@@ -222,7 +250,7 @@ def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_u
         l_parent.send("go")
         res = l_parent.recv()
         r_parent.send("stop")
-        relay_cpu = r_parent.recv()
+        relay_cpu, lag99 = r_parent.recv()
     finally:
         load.join(10)
         relay.join(10)
@@ -230,8 +258,18 @@ def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_u
             if p.is_alive():
                 p.kill()
     res["relay_cpu"] = relay_cpu
+    res["lag99"] = lag99
     res["loop"] = loop_name
     return res
+
+
+def _timed(fn: Callable[[], dict[str, float | str]]) -> dict[str, float | str]:
+    """Run one measurement and add the share of wall time tasks spent waiting for a CPU."""
+    p0, w0 = cpu_pressure_us(), time.monotonic()
+    r = fn()
+    p1, w1 = cpu_pressure_us(), time.monotonic()
+    r["psi"] = None if p0 is None or p1 is None else 100 * (p1 - p0) / 1e6 / (w1 - w0)  # type: ignore[assignment]
+    return r
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,16 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     counts = [int(x) for x in args.counts.split(",") if x.strip()]
     load1 = os.getloadavg()[0]
     print(f"# media relay benchmark: {os.cpu_count()} CPUs (load average {load1:.2f} before start), {args.seconds:.0f} s per run, 50 pps per direction per call, PCMU 20 ms")
-    print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8}")
+    print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}")
     for n in counts:
-        runs = [run_baseline(n, args.seconds, args.warmup, args.pin)] if args.baseline else []
-        runs.append(run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop))
+        runs = []
+        if args.baseline:
+            runs.append(_timed(lambda n=n: run_baseline(n, args.seconds, args.warmup, args.pin)))
+        runs.append(_timed(lambda n=n: run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop)))
         for r in runs:
+            psi = r.get("psi")
             sent, recv = int(r["sent"]), int(r["received"])
             loss = 100.0 * (sent - recv) / sent if sent else float("nan")
             print(
                 f"{n:>6} {r['loop']:>8} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
-                f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}%",
+                f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}% {1000 * float(r['lag99']):>10.2f} "
+                f"{'n/a' if psi is None else f'{psi:.0f}%':>8}",
                 flush=True,
             )
     return 0

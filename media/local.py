@@ -445,7 +445,7 @@ class LocalMediaBackend(MediaBackend):
         self._supervisions: dict[str, _Supervision] = {}
         self._checker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._since_rtcp = 0.0
+        self._rtcp_tick = 0
         self.tasks: set[asyncio.Future[object]] = set()
 
     def loop_time(self) -> float:
@@ -775,11 +775,12 @@ class LocalMediaBackend(MediaBackend):
 
     def _check(self, elapsed: float) -> None:
         """One timer tick: idle accounting, RTP timeouts, RTCP reports. Cost is per leg, not per packet."""
-        self._since_rtcp += elapsed
-        send_rtcp = self._since_rtcp >= self.rtcp_interval
-        if send_rtcp:
-            self._since_rtcp = 0.0
-        for leg in list(self.legs.values()):
+        # RTCP is spread over the interval (each leg in its own tick) so a node with thousands of
+        # legs never stalls the relay for one big burst of reports
+        self._rtcp_tick += 1
+        slots = max(1, round(self.rtcp_interval / self.check_interval))
+        for i, leg in enumerate(list(self.legs.values())):
+            send_rtcp = (i + self._rtcp_tick) % slots == 0
             if leg.rx_count != leg.last_count:
                 leg.last_count = leg.rx_count
                 leg.idle = 0.0
