@@ -154,7 +154,7 @@ def register_callee(node_port: int, uas_port: int, tmp: Path) -> None:
     proc = subprocess.run(
         sipp_args("register_only.xml", uas_port, f"127.0.0.1:{node_port}", "-inf", str(inf), "-m", "1",
                   "-timeout", "20s", "-timeout_error"),
-        capture_output=True, text=True, check=False, cwd=tmp,
+        capture_output=True, text=True, errors="replace", check=False, cwd=tmp,
     )
     if proc.returncode != 0:
         raise SystemExit(f"callee registration failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -225,7 +225,7 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
     uas = subprocess.Popen(
         sipp_args("bench_uas.xml", uas_port, None, "-m", str(calls), "-timeout", f"{timeout + 10}s",
                   "-timeout_error"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", cwd=workdir,
     )
     time.sleep(0.3)
     cpu0 = cpu_seconds(node.pid)
@@ -235,7 +235,7 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
                   "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(calls),
                   "-d", str(int(hold * 1000)), "-timeout", f"{timeout}s", "-timeout_error",
                   "-recv_timeout", "10000", "-trace_rtt", "-rtt_freq", "1000"),
-        capture_output=True, text=True, check=False, cwd=workdir,
+        capture_output=True, text=True, errors="replace", check=False, cwd=workdir,
     )
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(node.pid) - cpu0

@@ -1,0 +1,419 @@
+"""Real baresip softphones against a real node, inside a private network namespace.
+
+baresip opens sockets on every address of the host, so it only ever runs in a namespace of its own
+(`unshare -n`), where the loopback is the only interface. The node, the phones and the code that
+drives them therefore all live in that one namespace: this module is both the harness (classes
+`Baresip` and `PhoneSpec`, usable from any asyncio code already inside a namespace) and the entry
+point that the tests start under `unshare -n`:
+
+    unshare -n python -m tests.baresip call --mic-a a.wav --mic-b b.wav --workdir DIR [--seconds 3]
+
+It brings the loopback up, starts a node in-process, two baresips with their own config folders
+(G.711, a WAV file as microphone, both audio directions recorded to WAV by the sndfile filter, JSON
+control over TCP by ctrl_tcp), has phone A call phone B (which answers automatically), talks for a
+few seconds, hangs up, and prints one JSON object on its last line of stdout (see `call_scenario`).
+`run_scenario` does the `unshare` from outside and parses that JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Events baresip's ctrl_tcp reports that the harness waits for.
+REGISTER_OK = "REGISTER_OK"
+CALL_ESTABLISHED = "CALL_ESTABLISHED"
+CALL_CLOSED = "CALL_CLOSED"
+
+
+def missing_tools() -> list[str]:
+    """The tools a baresip scenario needs that are not installed."""
+    return [t for t in ("baresip", "unshare", "ip") if shutil.which(t) is None]
+
+
+def in_private_netns() -> bool:
+    """True when the loopback is this process's only network interface (as after `unshare -n`).
+
+    That is what matters here (baresip can reach nothing else), and unlike comparing namespace
+    links with PID 1's it needs no permission to read another process's /proc entries.
+    """
+    try:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return False
+    return [line.split(":", 1)[0].strip() for line in lines] == ["lo"]
+
+
+def netstring(payload: bytes) -> bytes:
+    """Frame bytes as a netstring (`<len>:<payload>,`), as ctrl_tcp expects."""
+    return str(len(payload)).encode() + b":" + payload + b","
+
+
+class NetstringReader:
+    """Splits a byte stream into netstring payloads."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            colon = self._buf.find(b":")
+            if colon < 0:
+                return out
+            try:
+                size = int(self._buf[:colon])
+            except ValueError as exc:
+                raise ValueError(f"bad netstring header {self._buf[:20]!r}") from exc
+            end = colon + 1 + size
+            if len(self._buf) < end + 1:
+                return out
+            out.append(self._buf[colon + 1 : end])
+            self._buf = self._buf[end + 1 :]
+
+
+@dataclass
+class PhoneSpec:
+    """One softphone: its account at the registrar, its ports, its microphone and recordings."""
+
+    name: str
+    user: str
+    password: str
+    registrar: tuple[str, int]
+    sip_port: int
+    ctrl_port: int
+    rtp_ports: tuple[int, int]
+    mic: Path
+    auto_answer: bool = False
+    regint: int = 600
+
+    def account_line(self) -> str:
+        host, port = self.registrar
+        mode = ";answermode=auto" if self.auto_answer else ";answermode=manual"
+        return (f"<sip:{self.user}@{host}:{port};transport=udp>;auth_user={self.user};auth_pass={self.password}"
+                f";regint={self.regint}{mode};audio_codecs=PCMU,PCMA;medianat=;mediaenc=\n")
+
+    def config_text(self, record_dir: Path) -> str:
+        lines = [
+            "poll_method epoll",
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            "net_interface 127.0.0.1",
+            "call_local_timeout 30",
+            "call_max_calls 4",
+            # A file is the microphone; the decoder side needs a player, which aubridge provides
+            # without any sound device (the sndfile filter records both directions before it).
+            f"audio_source aufile,{self.mic}",
+            "audio_player aubridge,nowhere",
+            "audio_alert aubridge,nowhere",
+            "ausrc_srate 8000",
+            "auplay_srate 8000",
+            "ausrc_channels 1",
+            "auplay_channels 1",
+            "audio_buffer 20-160",
+            f"rtp_ports {self.rtp_ports[0]}-{self.rtp_ports[1]}",
+            "rtcp_mux no",
+            "jitter_buffer_delay 1-10",
+            "module_path /usr/lib/baresip/modules",
+            "module g711.so",
+            "module aufile.so",
+            "module aubridge.so",
+            "module sndfile.so",
+            "module_tmp uuid.so",
+            "module_tmp account.so",
+            "module_app menu.so",
+            "module_app ctrl_tcp.so",
+            f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+            f"snd_path {record_dir}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Baresip:
+    """A running baresip, driven over ctrl_tcp: commands with tokens, events in a queue."""
+
+    spec: PhoneSpec
+    workdir: Path
+    proc: asyncio.subprocess.Process | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _reader: asyncio.StreamReader | None = None
+    _writer: asyncio.StreamWriter | None = None
+    _task: asyncio.Task[None] | None = None
+    _responses: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _tokens: int = 0
+    reginfo: str = ""
+
+    @property
+    def config_dir(self) -> Path:
+        return self.workdir / "config"
+
+    @property
+    def record_dir(self) -> Path:
+        return self.workdir / "recordings"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "baresip.log"
+
+    def write_config(self) -> None:
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        self.record_dir.mkdir(parents=True, exist_ok=True)
+        (self.config_dir / "config").write_text(self.spec.config_text(self.record_dir))
+        (self.config_dir / "accounts").write_text(self.spec.account_line())
+        (self.config_dir / "contacts").write_text("")
+
+    async def start(self, timeout: float = 5.0) -> None:
+        """Start baresip and connect to its control port."""
+        if not in_private_netns():
+            raise RuntimeError("baresip listens on every address: run it in a private network namespace")
+        self.write_config()
+        log = self.log_path.open("wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            "baresip", "-f", str(self.config_dir), "-v",
+            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.spec.ctrl_port)
+                break
+            except OSError:
+                if self.proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.spec.name}: baresip control port did not open; "
+                                       f"log:\n{self.log_tail()}") from None
+                await asyncio.sleep(0.05)
+        self._task = asyncio.get_running_loop().create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        frames = NetstringReader()
+        while True:
+            data = await self._reader.read(65536)
+            if not data:
+                return
+            for payload in frames.feed(data):
+                try:
+                    msg = json.loads(payload)
+                except ValueError:
+                    continue
+                if msg.get("response"):
+                    fut = self._responses.pop(str(msg.get("token", "")), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                elif msg.get("event"):
+                    msg["at"] = time.monotonic()
+                    self.events.append(msg)
+                    self._changed.set()
+
+    async def command(self, command: str, params: str = "", timeout: float = 5.0) -> dict[str, Any]:
+        """Send a ctrl_tcp command and wait for its response."""
+        assert self._writer is not None
+        self._tokens += 1
+        token = str(self._tokens)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._responses[token] = fut
+        body = {"command": command, "params": params, "token": token}
+        self._writer.write(netstring(json.dumps(body).encode()))
+        await self._writer.drain()
+        return await asyncio.wait_for(fut, timeout)
+
+    def seen(self, kind: str) -> dict[str, Any] | None:
+        """The first event of a type, if it came."""
+        return next((e for e in self.events if e.get("type") == kind), None)
+
+    async def wait_event(self, kind: str, timeout: float = 5.0) -> dict[str, Any] | None:
+        """The first event of a type, waiting for it up to `timeout` seconds (None if it never came)."""
+        deadline = time.monotonic() + timeout
+        while (found := self.seen(kind)) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+        return found
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Ask baresip to quit (it unregisters), kill it when it lingers."""
+        if self.proc is None:
+            return
+        if self.proc.returncode is None and self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.write(netstring(json.dumps({"command": "quit", "params": "", "token": "q"}).encode()))
+                await self._writer.drain()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._writer is not None:
+            self._writer.close()
+
+    def recordings(self) -> dict[str, str]:
+        """The WAVs sndfile wrote: 'enc' is what this phone sent, 'dec' what it received."""
+        out: dict[str, str] = {}
+        for path in sorted(self.record_dir.glob("*.wav")):
+            for side in ("enc", "dec"):
+                if path.stem.endswith(f"-{side}"):
+                    out[side] = str(path)
+        return out
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+async def registered(node: Any, phone: Baresip, timeout: float) -> bool:
+    """Both ends agree the phone is registered: the node has a binding, baresip says OK.
+
+    baresip may register before the control connection is up (its REGISTER_OK event is then
+    lost), so its view is read with the `reginfo` command.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.registrar.is_registered(phone.spec.user, time.time()):
+            info = await phone.command("reginfo")
+            phone.reginfo = re.sub(r"\x1b\[[0-9;]*m", "", str(info.get("data", "")))
+            if phone.seen(REGISTER_OK) is not None or re.search(r"\bOK\b", phone.reginfo):
+                return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def wav_seconds(path: str | Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
+async def call_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0) -> dict[str, Any]:
+    """Phone A (1001) calls phone B (1002, auto-answer) through a fresh node, talks, hangs up.
+
+    Returns: registered (per phone), established (per phone), closed (per phone), setup_seconds,
+    talk_seconds, the node's CDR (disposition, hangup side, answer/end), the recordings per phone
+    ({'enc': sent, 'dec': received}) with their lengths, and the phones' log tails on failure.
+    """
+    from softswitch.events import CDR
+    from tests.nodes import node_config, running_node
+    from tests.peers import free_port
+
+    users = [("1001", "pw-1001-secret"), ("1002", "pw-1002-secret")]
+    result: dict[str, Any] = {"registered": {}, "established": {}, "closed": {}, "recordings": {}}
+    async with running_node(node_config(workdir, users=users, transports=("udp",))) as node:
+        cdrs: list[CDR] = []
+        node.bus.subscribe(cdrs.append, CDR)
+        registrar = node.address("udp")
+        phones = {
+            "a": Baresip(PhoneSpec("a", "1001", users[0][1], registrar, free_port(), free_port(),
+                                   (20000, 20099), mic_a), workdir / "phone-a"),
+            "b": Baresip(PhoneSpec("b", "1002", users[1][1], registrar, free_port(), free_port(),
+                                   (20100, 20199), mic_b, auto_answer=True), workdir / "phone-b"),
+        }
+        try:
+            for phone in phones.values():
+                await phone.start()
+            for name, phone in phones.items():
+                result["registered"][name] = await registered(node, phone, 5.0)
+            a = phones["a"]
+            if all(result["registered"].values()):
+                t0 = time.monotonic()
+                host, port = registrar
+                result["dial"] = await a.command("dial", f"sip:1002@{host}:{port}")
+                for name, phone in phones.items():
+                    ev = await phone.wait_event(CALL_ESTABLISHED, 5.0)
+                    result["established"][name] = ev is not None
+                if all(result["established"].values()):
+                    result["setup_seconds"] = round(time.monotonic() - t0, 3)
+                    await asyncio.sleep(seconds)
+                    t1 = time.monotonic()
+                    result["hangup"] = await a.command("hangup")
+                    for name, phone in phones.items():
+                        result["closed"][name] = await phone.wait_event(CALL_CLOSED, 5.0) is not None
+                    established_at = min(p.seen(CALL_ESTABLISHED)["at"] for p in phones.values())  # type: ignore[index]
+                    result["talk_seconds"] = round(t1 - established_at, 3)
+                    for _ in range(40):
+                        if cdrs:
+                            break
+                        await asyncio.sleep(0.05)
+        finally:
+            for phone in phones.values():
+                await phone.stop()
+        result["calls_left"] = len(node.b2bua)
+    if cdrs:
+        cdr = cdrs[0]
+        result["cdr"] = {"caller": cdr.caller, "callee": cdr.callee, "disposition": cdr.disposition,
+                         "hangup_side": cdr.hangup_side, "hangup_cause": cdr.hangup_cause,
+                         "start": cdr.start, "answer": cdr.answer, "end": cdr.end, "count": len(cdrs)}
+    for name, phone in phones.items():
+        recs = phone.recordings()
+        result["recordings"][name] = recs
+        result.setdefault("recorded_seconds", {})[name] = {k: round(wav_seconds(v), 3) for k, v in recs.items()}
+        result.setdefault("events", {})[name] = [e.get("type") for e in phone.events]
+        result.setdefault("reginfo", {})[name] = phone.reginfo
+    ok = (all(result["registered"].values()) and all(result["established"].values())
+          and all(result["closed"].values()))
+    if not ok:
+        result["logs"] = {name: phone.log_tail() for name, phone in phones.items()}
+    return result
+
+
+def run_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0,
+                 timeout: float = 40.0) -> dict[str, Any]:
+    """Run `call_scenario` under `unshare -n` from outside any namespace; its JSON result."""
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "tests.baresip", "call", "--workdir", str(workdir),
+         "--mic-a", str(mic_a), "--mic-b", str(mic_b), "--seconds", str(seconds)],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"scenario failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def bring_loopback_up() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="baresip scenarios in a private network namespace")
+    sub = parser.add_subparsers(dest="scenario", required=True)
+    call = sub.add_parser("call", help="A calls B through a node, talks, hangs up; prints JSON")
+    call.add_argument("--workdir", type=Path, required=True)
+    call.add_argument("--mic-a", type=Path, required=True)
+    call.add_argument("--mic-b", type=Path, required=True)
+    call.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    if not in_private_netns():
+        print("refusing to run: start this under `unshare -n` (baresip binds every address)", file=sys.stderr)
+        return 2
+    bring_loopback_up()
+    result = asyncio.run(call_scenario(args.workdir, args.mic_a, args.mic_b, args.seconds))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
