@@ -410,12 +410,14 @@ class LocalMediaBackend(MediaBackend):
 
     `address` is where RTP sockets bind and what SDP advertises (`advertise` overrides the latter for
     NAT). `inband_dtmf`: True always, False never, None when the leg has no telephone-event.
+    From a node config: `LocalMediaBackend(cfg.media.address, cfg.media.rtp_ports,
+    recordings_dir=cfg.media.recordings_dir, bus=bus)`.
     """
 
     def __init__(
         self,
         address: str = "127.0.0.1",
-        rtp_ports: str | tuple[int, int] = "20000-20999",
+        rtp_ports: object = "20000-20999",
         *,
         bus: EventBus | None = None,
         rtp_timeout: float = 30.0,

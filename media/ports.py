@@ -7,10 +7,14 @@ class PortPoolExhausted(RuntimeError):
     """No RTP port pair is free; the call layer answers 503 Service Unavailable."""
 
 
-def parse_port_range(spec: str | tuple[int, int]) -> tuple[int, int]:
-    """"20000-20999" -> (20000, 20999); validates bounds."""
+def parse_port_range(spec: object) -> tuple[int, int]:
+    """"20000-20999", (20000, 20999) or an object with .start/.end (the config's PortRange) -> (lo, hi)."""
     if isinstance(spec, tuple):
         lo, hi = spec
+    elif hasattr(spec, "start") and hasattr(spec, "end"):
+        lo, hi = int(spec.start), int(spec.end)
+    elif not isinstance(spec, str):
+        raise ValueError(f"bad port range {spec!r}")
     else:
         a, sep, b = spec.partition("-")
         if not sep or not a.strip().isdigit() or not b.strip().isdigit():
@@ -28,7 +32,7 @@ class PortPool:
     the next call that would otherwise reuse the same port at once.
     """
 
-    def __init__(self, port_range: str | tuple[int, int]) -> None:
+    def __init__(self, port_range: object) -> None:
         lo, hi = parse_port_range(port_range)
         first = lo + (lo & 1)
         self._free: list[int] = list(range(first, hi, 2))  # port+1 <= hi is guaranteed by range(.., hi, 2)

@@ -230,3 +230,11 @@ def test_port_pool_reuses_freed_ports_last() -> None:
 def test_bad_port_ranges_are_rejected(spec: str) -> None:
     with pytest.raises(ValueError):
         parse_port_range(spec)
+
+
+def test_port_pool_accepts_the_configs_port_range_object() -> None:
+    class PortRange:  # the shape of softswitch.config.PortRange
+        start, end = 20000, 20003
+
+    assert parse_port_range(PortRange()) == (20000, 20003)
+    assert PortPool(PortRange()).capacity == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media import sdp
 
@@ -157,3 +159,30 @@ def test_our_offer_round_trips_and_negotiates_with_itself() -> None:
 def test_answer_can_put_the_other_side_on_hold() -> None:
     _, neg = sdp.answer(sdp.parse(PHONE_OFFER), "198.51.100.1", 20004, hold=True)
     assert neg.direction == "sendonly"
+
+
+_SDP_LINES = st.sampled_from(
+    [
+        "v=0", "o=- 1 1 IN IP4 192.0.2.1", "o=- 1 1 IN IP6 2001:db8::1", "s=-", "t=0 0", "c=IN IP4 192.0.2.1", "c=IN IP6 ::",
+        "c=IN IP4 0.0.0.0", "m=audio 4000 RTP/AVP 0 8 101", "m=audio 0 RTP/AVP 0", "m=video 5000 RTP/AVP 31",
+        "m=audio 4000/2 RTP/AVP 97", "a=rtpmap:97 PCMA/8000/1", "a=rtpmap:101 telephone-event/8000", "a=rtpmap:x y",
+        "a=sendonly", "a=inactive", "a=ptime:30", "a=ptime:abc", "a=fmtp:101 0-15", "b=AS:64", "i=x", "k=clear:x",
+    ]
+) | st.text(max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SDP_LINES, max_size=14))
+def test_arbitrary_sdp_never_raises_anything_but_sdp_error(lines: list[str]) -> None:
+    try:
+        offer = sdp.parse("\r\n".join(lines))
+    except sdp.SdpError:
+        return
+    reason = sdp.unacceptable_reason(offer)
+    neg = sdp.negotiate(offer)
+    assert (reason is None) == (neg is not None)
+    if reason is None:
+        answer, _ = sdp.answer(offer, "192.0.2.9", 20000)
+        assert len(answer.media) == len(offer.media)
+        sdp.parse(answer.serialize())
+    sdp.is_hold(offer)
