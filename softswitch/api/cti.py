@@ -155,9 +155,10 @@ class CtiHub:
     async def add(self, client: Client) -> None:
         """A new listener: greet it, then send the current queue statistics."""
         self.clients.add(client)
-        client.put({"kind": "hello", "ts": self.clock(), "role": client.principal.role,
-                    "agent": client.principal.agent})
-        if client.principal.agent is not None:
+        if client.wants("hello"):
+            client.put({"kind": "hello", "ts": self.clock(), "role": client.principal.role,
+                        "agent": client.principal.agent})
+        if client.principal.agent is not None and client.wants("agent_snapshot"):
             with contextlib.suppress(LookupError, ValueError):
                 state = await resolve(self.centre.agent_state(client.principal.agent))
                 client.put({"kind": "agent_snapshot", "ts": self.clock(), **state})

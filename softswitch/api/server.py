@@ -378,7 +378,7 @@ class ApiServer:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            with contextlib.suppress(RuntimeError, OSError):
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await websocket.close()
 
     # -- OpenAPI -------------------------------------------------------------------------------
