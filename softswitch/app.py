@@ -13,9 +13,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
+from media.local import LocalMediaBackend
+from media.tts import TtsRenderer
 from softswitch.calls.b2bua import B2BUA, Target
+from softswitch.calls.session import CallSession, SessionServices
+from softswitch.calls.trunks import Trunks
+from softswitch.centre import ContactCentre
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
-from softswitch.events import CallEnded, EventBus
+from softswitch.dialplan.holder import DialplanHolder
+from softswitch.dialplan.interpreter import Interpreter
+from softswitch.events import CallEnded, EventBus, RegistrationChanged
 from softswitch.logs import log_event, setup_logging
 from softswitch.registrar import Registrar
 from softswitch.security import Authenticator, Credentials
@@ -35,7 +44,7 @@ from softswitch.sip.transaction import (
     TransportFailure,
 )
 from softswitch.sip.uri import SipURI, parse_uri
-from softswitch.store import create_store, open_store
+from softswitch.store import open_store
 from softswitch.store.base import Store, StoreUnavailable
 from softswitch.store.writer import StoreWriter
 from softswitch.transport import Transports
@@ -87,6 +96,19 @@ class Node:
             ssl_server=_server_ssl(config),
         )
         self.b2bua = B2BUA(self, publish=self.bus.publish, t1=sip.t1, t2=sip.t2)
+        self.trunks = Trunks(self, config, publish=self.bus.publish)
+        media = config.media
+        self.media = LocalMediaBackend(media.address, (media.rtp_ports.start, media.rtp_ports.end),
+                                       bus=self.bus, recordings_dir=media.recordings_dir)
+        self.tts = TtsRenderer(media.tts_cache_dir)
+        self.dialplan = DialplanHolder.from_config(config)
+        self.centre = ContactCentre(config, publish=self.bus.publish, lookup_user=self.targets_of,
+                                    moh=hold_music)
+        self.sessions = SessionServices(
+            b2bua=self.b2bua, media=self.media, tts=self.tts, publish=self.bus.publish,
+            lookup_user=self.targets_of, prompts_dir=media.prompts_dir,
+            voicemail_dir=media.recordings_dir / "voicemail", centre=self.centre, media_address=media.address,
+        )
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "OPTIONS": self._on_options,
@@ -101,10 +123,10 @@ class Node:
         self._stopping = False
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
+        self._unsubscribe_centre: Callable[[], None] = lambda: None
         self.store: Store | None = None
         self._current: tuple[Request, ServerTransaction] | None = None
         self.writer: StoreWriter | None = None
-        self._migrator: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -116,46 +138,33 @@ class Node:
 
     async def start(self) -> None:
         self._unsubscribe_log = self.bus.subscribe(log_event)
+        self._unsubscribe_centre = self.bus.subscribe(self.centre.on_event, RegistrationChanged)
         await self._open_store()
         for spec in self.config.sip.listen:
             host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
             self.listening.append((spec.transport, host, port))
             log.info("listening on %s://%s:%d", spec.transport, host, port)
         self._schedule_registrar()
+        self.trunks.start()
 
     async def _open_store(self) -> None:
-        """Open the store and restore registrations; a database that is down does not stop calls.
-
-        Events are then spooled to disk and written when the database comes back.
-        """
+        """Open the store and restore registrations; a database that is down does not stop calls:
+        events are spooled to disk and written (after migrating) when it returns."""
         spool = self.base_dir / "var" / "spool"
+        self.store = await open_store(self.config.database, base_dir=self.base_dir, spool_dir=spool, require=False)
         try:
-            self.store = await open_store(self.config.database, base_dir=self.base_dir, spool_dir=spool)
-        except StoreUnavailable as exc:
-            log.error("database unavailable (%s): events are spooled to %s until it returns", exc, spool)
-            self.store = create_store(self.config.database, base_dir=self.base_dir, spool_dir=spool)
-            self._migrator = asyncio.get_running_loop().create_task(self._migrate_later())
-        else:
             for reg in await self.store.load_registrations(time.time()):
                 self.registrar.restore(reg.aor, reg.contact, reg.expires_at, reg.source, reg.user_agent)
+        except StoreUnavailable as exc:
+            log.error("database unavailable (%s): registrations not restored; events spool to %s", exc, spool)
         self.writer = StoreWriter(self.bus, self.store, spool)
         await self.writer.start()
-
-    async def _migrate_later(self) -> None:
-        assert self.store is not None
-        while True:
-            await asyncio.sleep(5.0)
-            try:
-                await self.store.migrate()
-            except StoreUnavailable:
-                continue
-            log.info("database is back: schema ready, spooled events are being written")
-            return
 
     async def stop(self, grace: float = 0.0) -> None:
         """Refuse new calls, let calls in progress end (up to `grace` seconds), hang up the rest,
         flush the store and close the transports."""
         self._stopping = True
+        self.trunks.stop()
         if len(self.b2bua) and grace > 0:
             idle = asyncio.Event()
             unsubscribe = self.bus.subscribe(lambda e: None if len(self.b2bua) else idle.set(), CallEnded)
@@ -170,8 +179,12 @@ class Node:
             self._timer.cancel()
         if self._reg_timer is not None:
             self._reg_timer.cancel()
-        if self._migrator is not None:
-            self._migrator.cancel()
+        for session in list(self.sessions.sessions.values()):
+            if session.task is not None:
+                session.task.cancel()
+        self.centre.close()
+        self.sessions.close()
+        await self.media.close()
         await self.transports.close()
         if self.writer is not None:
             await self.writer.stop()
@@ -179,6 +192,7 @@ class Node:
             await self.store.close()
         if self._unsubscribe_log is not None:
             self._unsubscribe_log()
+        self._unsubscribe_centre()
         log.info("node stopped")
 
     def address(self, transport: str = "udp") -> tuple[str, int]:
@@ -372,14 +386,24 @@ class Node:
             self.respond(resp)
             return
         wall = time.time()
+        trunk = self.trunks.recognise(source)
+        if trunk is not None:
+            # A carrier's address: trusted by IP, no digest; routed by DID.
+            did, calling = self.trunks.identify(trunk, req)
+            if not self._run_dialplan(req, source, calling, did, trunk=trunk.name, did=did):
+                self.trunks.inbound(req, source, trunk, wall)
+            return
         who = self.auth.authenticate(req, source.host, wall)
         if isinstance(who, Response):
             self.respond(who)
             return
         ruri = req.ruri
         callee = ruri.user if isinstance(ruri, SipURI) else None
+        if callee is not None and self._run_dialplan(req, source, who, callee, user=who):
+            return
         if callee is None or callee not in self._users:
-            self.respond(make_response(req, 404, "Not Found", to_tag=new_tag()))
+            if not self.trunks.outbound(req, source, who):
+                self.respond(make_response(req, 404, "Not Found", to_tag=new_tag()))
             return
         bindings = self.registrar.lookup(callee, wall)
         if not bindings:
@@ -397,6 +421,32 @@ class Node:
         self.respond(self.registrar.handle_register(req, source, who, wall))
         self._schedule_registrar_soon()
 
+    def targets_of(self, user: str) -> list[Target]:
+        """Where to ring a user now: one target per live registration."""
+        return [Target(uri=b.contact, dest=b.target(), user=user)
+                for b in self.registrar.lookup(user, time.time())]
+
+    def _run_dialplan(self, req: Request, source: Addr, caller: str, number: str, *,
+                      user: str | None = None, trunk: str | None = None, did: str = "") -> bool:
+        """Start the dialplan's route for this call, if one matches; False leaves it to the default."""
+        plan = self.dialplan.plan
+        if plan is None:
+            return False
+        context = plan.context_for(user=user, trunk=trunk)
+        if context is None:
+            return False
+        match = plan.route(context, number, caller=caller, did=did, trunk=trunk or "", now=time.time())
+        if match is None:
+            return False
+        interpreter = Interpreter(plan, match, {"caller": caller, "did": did, "dialled": number},
+                                  prompts_dir=self.config.media.prompts_dir)
+        session: CallSession
+        call = self.b2bua.accept(req, source, caller, number, _Deferred(lambda: session),
+                                 trunk=trunk or "", did=did)
+        session = CallSession(self.sessions, call, interpreter)
+        session.start()
+        return True
+
     def _schedule_registrar_soon(self) -> None:
         deadline = self.registrar.next_deadline()
         if deadline is None or self._reg_timer is None:
@@ -413,6 +463,28 @@ class Node:
         resp.headers.add("Accept", "application/sdp")
         resp.headers.add("Supported", ", ".join(sorted(SUPPORTED)))
         self.respond(resp)
+
+
+class _Deferred:
+    """The B2BUA's observer for a session created right after its call (breaks the cycle)."""
+
+    def __init__(self, get: Callable[[], CallSession]) -> None:
+        self._get = get
+
+    def on_ended(self, call: object, side: str, cause: str) -> None:
+        self._get().on_ended(call, side, cause)  # type: ignore[arg-type]
+
+    def on_reoffer(self, call: object, side: str, sdp: bytes) -> bytes:
+        return self._get().on_reoffer(call, side, sdp)  # type: ignore[arg-type]
+
+
+def hold_music() -> np.ndarray:
+    """Music on hold when a queue names no file: a soft two-note chime, 4 s, looped."""
+    rate = 8000
+    t = np.arange(rate) / rate
+    note = lambda hz: np.sin(2 * np.pi * hz * t) * np.exp(-3 * t)  # noqa: E731
+    bar = np.concatenate([note(523.25), note(659.25), np.zeros(rate * 2)])
+    return (bar * 6000).astype(np.int16)
 
 
 def _unsupported(req: Request) -> list[str]:

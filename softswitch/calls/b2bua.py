@@ -50,6 +50,11 @@ class Target:
     uri: str
     dest: Addr
     user: str = ""
+    # Trunk legs (softswitch.calls.trunks): `prepare` rewrites the INVITE before it is sent
+    # (number form, caller ID, privacy); `authorize` answers a 401/407 with the INVITE to resend,
+    # or None to give up.
+    prepare: Callable[[Request], None] | None = None
+    authorize: Callable[[Request, Response], Request | None] | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +104,37 @@ class Call:
     did: str = ""
     no_answer_cancel: Callable[[], None] | None = None
     pending: dict[str, tuple[str, object]] = field(default_factory=dict)
+    # Local mode: the switch answers the caller itself (dialplan, IVR, queue) and legs it
+    # originates are bridged in media, not relayed. The observer hears what happens to the call.
+    local: bool = False
+    observer: CallObserver | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    queue: str = ""
+    agent: str = ""
+    customer_id: str = ""
+    local_sdp: bytes = b""
+
+
+class CallObserver(Protocol):
+    """What a locally answered call reports to the application driving it."""
+
+    def on_ended(self, call: Call, side: str, cause: str) -> None:
+        """The call is over (`side` hung up: caller, callee or system)."""
+
+    def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
+        """A leg sent a new offer (hold, codec change): return our answer SDP."""
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One originate: legs rung in parallel for the application (an agent, a dialled user)."""
+
+    call: Call
+    legs: list[OutLeg]
+    on_result: Callable[[OutLeg | None, int, bytes], None]  # (answered leg or None, status, SDP)
+    done: bool = False
+    best: int = 0
+    timer_cancel: Callable[[], None] | None = None
 
 
 # The response a caller sees when every fork failed: most telling first (RFC 3261 16.7 spirit).
@@ -166,6 +202,11 @@ class B2BUA:
         return call
 
     def _fork(self, call: Call, target: Target, max_forwards: int) -> None:
+        self._make_leg(call, target, max_forwards, call.a.invite.body)
+
+    def _make_leg(self, call: Call, target: Target, max_forwards: int, body: bytes,
+                  attempt: Attempt | None = None) -> OutLeg:
+        """Build and send one outbound INVITE for the call (relayed or local SDP)."""
         a = call.a.invite
         req = Request("INVITE", target.uri)
         h = req.headers
@@ -179,14 +220,23 @@ class B2BUA:
         h.add("CSeq", "1 INVITE")
         h.add("Contact", self.sip.contact(call.caller, target.dest))
         h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
-        for name in RELAYED:
-            v = a.headers.get(name)
-            if v is not None:
-                h.add(name, v)
-        req.body = a.body
+        if call.local:
+            if body:
+                h.add("Content-Type", "application/sdp")
+        else:
+            for name in RELAYED:
+                v = a.headers.get(name)
+                if v is not None:
+                    h.add(name, v)
+        req.body = body
+        if target.prepare is not None:
+            target.prepare(req)
         leg = OutLeg(target=target, invite=req)
         call.legs.append(leg)
-        leg.tx = self.sip.send_request(req, target.dest, lambda resp, leg=leg: self._on_leg_response(call, leg, resp))
+        if attempt is not None:
+            attempt.legs.append(leg)
+        leg.tx = self.sip.send_request(req, target.dest, lambda resp: self._on_leg_response(call, leg, resp))
+        return leg
 
     @staticmethod
     def _domain_of(req: Request) -> str:
@@ -201,6 +251,17 @@ class B2BUA:
 
     def _on_leg_response(self, call: Call, leg: OutLeg, resp: Response) -> None:
         status = resp.status
+        if status in (401, 407) and leg.target.authorize is not None and not leg.cancelled and not leg.done:
+            retry = leg.target.authorize(leg.invite, resp)
+            if retry is not None:
+                # Same Call-ID and From tag, next CSeq: the leg continues as a new transaction.
+                leg.invite, leg.dialog = retry, None
+                leg.tx = self.sip.send_request(retry, leg.target.dest,
+                                               lambda resp: self._on_leg_response(call, leg, resp))
+                return
+        if call.local:
+            self._on_attempt_response(call, leg, resp)
+            return
         if status < 200:
             if status > 100 and resp.to.tag and leg.dialog is None:
                 leg.dialog = Dialog.as_uac(leg.invite, resp)
@@ -317,6 +378,141 @@ class B2BUA:
         if leg.tx is not None:
             self.sip.cancel(leg.tx)
 
+    # -- local mode: the switch answers and originates (dialplan, IVR, ACD) ----------------
+
+    def accept(self, invite: Request, source: Addr, caller: str, callee: str, observer: CallObserver, *,
+               trunk: str = "", did: str = "") -> Call:
+        """Take a new INVITE as a call the switch itself handles; sends 100 Trying."""
+        call = Call(uuid=uuid.uuid4().hex, caller=caller, callee=callee,
+                    a=InLeg(invite=invite, source=source, tag=new_tag()), start=self.clock(),
+                    trunk=trunk, did=did, local=True, observer=observer, state="ringing")
+        self.calls[call.uuid] = call
+        self._by_invite[self._invite_key(invite)] = call
+        self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee,
+                                 trunk=trunk, did=did))
+        self.sip.respond(make_response(invite, 100, "Trying"))
+        return call
+
+    def answer_local(self, call: Call, sdp: bytes) -> None:
+        """Answer the caller with our own SDP (media anchored at the switch)."""
+        if call.state != "ringing":
+            return
+        a = call.a.invite
+        call.local_sdp = sdp
+        ok = make_response(a, 200, "OK", to_tag=call.a.tag)
+        ok.headers.add("Contact", self.sip.contact(call.callee, call.a.source))
+        ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = sdp
+        call.a.answer = ok
+        call.a.dialog = Dialog.as_uas(a, call.a.tag)
+        call.a.dialog.confirm()
+        self._by_dialog[(call.a.dialog.call_id, call.a.tag)] = (call, "a")
+        call.state = "answered"
+        call.answer = self.clock()
+        self.sip.respond(ok)
+        self._retransmit_2xx(call, self.t1)
+        self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by="switch"))
+
+    def ring(self, call: Call) -> None:
+        """Tell a caller not yet answered that the far end is ringing (180)."""
+        if call.state == "ringing" and not call.pending.get("rang"):
+            call.pending["rang"] = ("180", None)
+            self.sip.respond(make_response(call.a.invite, 180, "Ringing", to_tag=call.a.tag))
+
+    def reject(self, call: Call, status: int, reason: str | None = None, cause: str = "") -> None:
+        """Refuse a call not yet answered (closed, no route, busy...)."""
+        if call.state != "ringing":
+            return
+        self.sip.respond(make_response(call.a.invite, status, reason, to_tag=call.a.tag))
+        disposition = {486: "busy", 603: "declined", 480: "no-answer", 404: "failed"}.get(status, "failed")
+        self._finish(call, disposition, cause or str(status), "system")
+
+    def originate(self, call: Call, targets: list[Target], sdp: bytes, *, timeout: float,
+                  on_result: Callable[[OutLeg | None, int, bytes], None]) -> Attempt:
+        """Ring `targets` in parallel with our SDP; `on_result` gets the answering leg (first 2xx
+        wins, the others are cancelled) or None with the best failure status."""
+        attempt = Attempt(call=call, legs=[], on_result=on_result)
+        call.attempts.append(attempt)
+
+        def expired() -> None:
+            if attempt.done:
+                return
+            self.cancel_attempt(attempt)
+            on_result(None, 408, b"")
+
+        attempt.timer_cancel = self.sip.call_later(timeout, expired)
+        for target in targets:
+            self._make_leg(call, target, 70, sdp, attempt)
+        return attempt
+
+    def cancel_attempt(self, attempt: Attempt, status: int = 487) -> None:
+        """Stop ringing (offer withdrawn, caller gone); `on_result` is not called."""
+        if attempt.done:
+            return
+        attempt.done = True
+        if attempt.timer_cancel is not None:
+            attempt.timer_cancel()
+        for leg in attempt.legs:
+            if not leg.done:
+                self._cancel_leg(leg)
+
+    def _attempt_of(self, call: Call, leg: OutLeg) -> Attempt | None:
+        for attempt in call.attempts:
+            if leg in attempt.legs:
+                return attempt
+        return None
+
+    def _on_attempt_response(self, call: Call, leg: OutLeg, resp: Response) -> None:
+        status = resp.status
+        attempt = self._attempt_of(call, leg)
+        if status < 200:
+            if status > 100 and resp.to.tag and leg.dialog is None:
+                leg.dialog = Dialog.as_uac(leg.invite, resp)
+            return
+        if 200 <= status < 300:
+            dialog = Dialog.as_uac(leg.invite, resp)
+            dialog.confirm(resp)
+            self._ack(dialog, leg.invite.cseq[0], leg.target.dest)
+            if attempt is None or attempt.done or call.state in ("ended",) or leg.cancelled:
+                self._bye(dialog, leg.target.dest)  # too late: someone else won or the caller left
+                return
+            leg.dialog = dialog
+            leg.done = True
+            leg.status = status
+            attempt.done = True
+            if attempt.timer_cancel is not None:
+                attempt.timer_cancel()
+            for other in attempt.legs:
+                if other is not leg and not other.done:
+                    self._cancel_leg(other)
+            if call.b is not None and call.b.dialog is not None:
+                self._bye(call.b.dialog, call.b.target.dest)  # a new leg replaces the old one
+                self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
+            call.b = leg
+            self._by_dialog[(dialog.call_id, dialog.local_tag)] = (call, "b")
+            attempt.on_result(leg, status, resp.body)
+            return
+        leg.status = status
+        leg.done = True
+        if attempt is None or attempt.done:
+            return
+        if attempt.best == 0 or _rank(status) < _rank(attempt.best):
+            attempt.best = status
+        if all(lg.done for lg in attempt.legs):
+            attempt.done = True
+            if attempt.timer_cancel is not None:
+                attempt.timer_cancel()
+            attempt.on_result(None, attempt.best, b"")
+
+    def drop_leg(self, call: Call) -> None:
+        """Hang up the answered outbound leg only (the caller stays, e.g. back to the queue)."""
+        b = call.b
+        if b is not None and b.dialog is not None:
+            self._bye(b.dialog, b.target.dest)
+            self._by_dialog.pop((b.dialog.call_id, b.dialog.local_tag), None)
+        call.b = None
+
     # -- requests from the caller before answer ---------------------------------------------
 
     def on_cancel(self, invite: Request, to_tag: str | None = None) -> bool:
@@ -370,6 +566,9 @@ class B2BUA:
             return False
         call, side = found
         mine, other, other_dest = self._legs(call, side)
+        if call.local and mine is not None:
+            self._local_in_dialog(call, side, req, mine)
+            return True
         if mine is None or other is None:
             self.sip.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
             return True
@@ -387,6 +586,44 @@ class B2BUA:
             mine.refresh_target(req)
         self._relay_request(call, side, req, other, other_dest)
         return True
+
+    def _local_in_dialog(self, call: Call, side: str, req: Request, mine: Dialog) -> None:
+        """In-dialog requests of a call the switch answered: it is the far end of every leg."""
+        try:
+            mine.check_request(req)
+        except DialogError as exc:
+            self.sip.respond(make_response(req, exc.status, exc.reason))
+            return
+        if req.method == "BYE":
+            self.sip.respond(make_response(req, 200, "OK"))
+            if side == "a":
+                self.drop_leg(call)
+                self._finish(call, "answered", "normal", "caller")
+            else:
+                # The agent or dialled party hung up: the call is over for the caller too.
+                call.b = None
+                self._by_dialog.pop((mine.call_id, mine.local_tag), None)
+                if call.a.dialog is not None:
+                    self._bye(call.a.dialog, call.a.source)
+                self._finish(call, "answered", "normal", "callee")
+            return
+        if req.method in ("INVITE", "UPDATE"):
+            mine.refresh_target(req)
+            sdp = call.local_sdp
+            if req.body and call.observer is not None:
+                sdp = call.observer.on_reoffer(call, side, req.body)
+            ok = make_response(req, 200, "OK")
+            dest = call.a.source if side == "a" else (call.b.target.dest if call.b else call.a.source)
+            ok.headers.add("Contact", self.sip.contact(call.callee if side == "a" else call.caller, dest))
+            if sdp:
+                ok.headers.add("Content-Type", "application/sdp")
+                ok.body = sdp
+            self.sip.respond(ok)
+            return
+        if req.method in ("INFO", "NOTIFY", "OPTIONS", "MESSAGE"):
+            self.sip.respond(make_response(req, 200, "OK"))
+            return
+        self.sip.respond(make_response(req, 501, "Not Implemented"))
 
     def _legs(self, call: Call, side: str) -> tuple[Dialog | None, Dialog | None, Addr]:
         b = call.b
@@ -461,7 +698,8 @@ class B2BUA:
             for leg in call.legs:
                 if not leg.done:
                     self._cancel_leg(leg)
-            self.sip.respond(make_response(call.a.invite, 503, "Service Unavailable", to_tag=call.a.tag))
+            status = 480 if call.local else 503
+            self.sip.respond(make_response(call.a.invite, status, None, to_tag=call.a.tag))
             self._finish(call, "failed", cause, "system")
         return True
 
@@ -475,6 +713,10 @@ class B2BUA:
             call.no_answer_cancel()
         if call.a.retransmit_cancel is not None and call.a.acked:
             call.a.retransmit_cancel()
+        if call.a.retransmit_cancel is not None and not call.a.acked and call.answer is not None:
+            call.a.retransmit_cancel()
+        for attempt in call.attempts:
+            self.cancel_attempt(attempt)
         self.calls.pop(call.uuid, None)
         self._by_invite.pop(self._invite_key(call.a.invite), None)
         if call.a.dialog is not None:
@@ -499,9 +741,13 @@ class B2BUA:
                 legs=tuple(legs),
                 trunk=call.trunk,
                 did=call.did,
-                agent=(call.b.target.user if call.b else ""),
+                queue=call.queue,
+                agent=call.agent or (call.b.target.user if call.b else ""),
+                customer_id=call.customer_id,
             )
         )
+        if call.observer is not None:
+            call.observer.on_ended(call, side, cause)
 
     def __len__(self) -> int:
         return len(self.calls)

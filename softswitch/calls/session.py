@@ -1,0 +1,408 @@
+"""A call the switch answers itself and runs through the dialplan: the asyncio shell around the
+sans-IO interpreter. It executes the interpreter's commands with the B2BUA (signalling), the media
+backend (prompts, digits, bridging, recording) and the contact centre (queues), and feeds results
+back until the plan is over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+
+from media import sdp as sdpmod
+from media.backend import MediaBackend
+from media.dtmf import DtmfDigit
+from softswitch.calls.b2bua import B2BUA, Call, OutLeg, Target
+from softswitch.dialplan import commands as c
+from softswitch.dialplan.interpreter import Interpreter
+from softswitch.events import Event
+
+if TYPE_CHECKING:
+    from media.tts import TtsRenderer
+
+log = logging.getLogger(__name__)
+
+#: Hangup causes of the dialplan mapped to the SIP status a caller not yet answered gets.
+CAUSE_STATUS = {
+    "busy": 486, "user_busy": 486, "rejected": 603, "call_rejected": 603, "decline": 603,
+    "no_route": 404, "unallocated_number": 404, "not_found": 404, "closed": 480,
+    "normal_clearing": 480, "loop_detected": 482, "dialplan_error": 500,
+}
+#: DialResult statuses from SIP failures.
+DIAL_STATUS = {486: "busy", 600: "busy", 603: "rejected", 408: "no_answer", 480: "no_answer", 487: "no_answer"}
+
+
+def beep(seconds: float = 0.4, hz: float = 1000.0) -> np.ndarray:
+    """The tone before a voicemail recording starts."""
+    t = np.arange(int(8000 * seconds)) / 8000.0
+    return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+
+
+class SessionServices:
+    """What sessions share on a node (passed in; no globals)."""
+
+    def __init__(self, *, b2bua: B2BUA, media: MediaBackend, tts: TtsRenderer, publish: Callable[[Event], None],
+                 lookup_user: Callable[[str], list[Target]], prompts_dir: Path, voicemail_dir: Path,
+                 centre: Any = None, media_address: str = "127.0.0.1") -> None:
+        self.b2bua = b2bua
+        self.media = media
+        self.tts = tts
+        self.publish = publish
+        self.lookup_user = lookup_user
+        self.prompts_dir = prompts_dir
+        self.voicemail_dir = voicemail_dir
+        self.centre = centre
+        self.media_address = media_address
+        self.sessions: dict[str, CallSession] = {}
+        self._unsubscribe = media.on_dtmf(self._on_dtmf)
+
+    def _on_dtmf(self, leg_id: str, digit: DtmfDigit) -> None:
+        call_uuid = leg_id.split(":", 1)[0]
+        session = self.sessions.get(call_uuid)
+        if session is not None and leg_id == session.a_leg:
+            session.digit(digit.digit)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
+class CallSession:
+    """One dialplan-driven call. Also the B2BUA's CallObserver for it."""
+
+    def __init__(self, services: SessionServices, call: Call, interpreter: Interpreter) -> None:
+        self.s = services
+        self.call = call
+        self.interp = interpreter
+        self.a_leg = f"{call.uuid}:a"
+        self.b_leg: str | None = None
+        self.answered = False
+        self.ended = asyncio.Event()
+        self.digits: asyncio.Queue[str] = asyncio.Queue()
+        self.recording = False
+        self.record_wanted = False
+        self.legs: set[str] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.on_cleanup: list[Callable[[], Awaitable[None] | None]] = []
+        self._ports: dict[str, int] = {}
+
+    # -- the B2BUA's observer ----------------------------------------------------------------
+
+    def on_ended(self, call: Call, side: str, cause: str) -> None:
+        self.ended.set()
+
+    def on_reoffer(self, call: Call, side: str, body: bytes) -> bytes:
+        """A new offer in the dialog (hold, resume): answer from the same endpoint."""
+        leg = self.a_leg if side == "a" else self.b_leg
+        try:
+            offer = sdpmod.parse(body)
+            port = self._ports.get(leg or "", 0)
+            answer, neg = sdpmod.answer(offer, self.s.media_address, port, version=int(time.time()))
+        except (sdpmod.SdpError, ValueError):
+            return call.local_sdp
+        if leg is not None:
+            asyncio.get_running_loop().create_task(self.s.media.set_remote(leg, neg))
+        return bytes(answer)
+
+    def digit(self, d: str) -> None:
+        self.digits.put_nowait(d)
+
+    # -- running the plan --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.s.sessions[self.call.uuid] = self
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"call-{self.call.uuid}")
+
+    async def run(self) -> None:
+        try:
+            commands = self.interp.start(time.time())
+            while True:
+                result = await self._execute_all(commands)
+                if self.interp.finished:
+                    break
+                if self.ended.is_set():
+                    self.interp.feed(c.CallerHangup(), time.time())
+                    break
+                commands = self.interp.feed(result if result is not None else c.Timeout(), time.time())
+            if self.interp.outcome in ("bridged",) and not self.ended.is_set():
+                await self.ended.wait()
+            elif not self.ended.is_set() and self.interp.outcome not in ("transferred",):
+                self._hangup("normal_clearing")
+        except Exception:
+            log.exception("call %s: dialplan execution failed", self.call.uuid)
+            self._hangup("dialplan_error")
+        finally:
+            await self._cleanup()
+
+    async def _execute_all(self, commands: list[c.Command]) -> c.Result | None:
+        result: c.Result | None = None
+        for cmd in commands:
+            if self.ended.is_set():
+                return c.CallerHangup()
+            r = await self._guarded(cmd)
+            if r is not None:
+                result = r
+        return result
+
+    async def _guarded(self, cmd: c.Command) -> c.Result | None:
+        """Run one command, cut short by the caller hanging up or the interpreter's deadline."""
+        work = asyncio.ensure_future(self._execute(cmd))
+        ended = asyncio.ensure_future(self.ended.wait())
+        deadline = self.interp.deadline
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        done, _ = await asyncio.wait({work, ended}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            ended.cancel()
+            return work.result()
+        work.cancel()
+        ended.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        if self.ended.is_set():
+            return c.CallerHangup()
+        return c.Timeout()
+
+    async def _execute(self, cmd: c.Command) -> c.Result | None:
+        if isinstance(cmd, c.Answer):
+            await self.answer()
+            return None
+        if isinstance(cmd, c.Play):
+            await self.answer()
+            return await self._play(self._prompt_path(cmd.path), cmd.barge_in)
+        if isinstance(cmd, c.Say):
+            await self.answer()
+            path = await self.s.tts.render(cmd.text, lang=cmd.lang, voice=cmd.voice)
+            return await self._play(path, cmd.barge_in)
+        if isinstance(cmd, c.CollectDigits):
+            return await self._collect(cmd)
+        if isinstance(cmd, c.Dial):
+            return await self._dial(cmd)
+        if isinstance(cmd, c.Transfer):
+            result = await self._dial(c.Dial(targets=(self._target_of(cmd.to, cmd.trunk),), timeout=60.0))
+            if result.status != "answered":
+                self._hangup("normal_clearing")
+            return None
+        if isinstance(cmd, c.EnqueueAcd):
+            await self.answer()
+            if self.s.centre is None:
+                return c.QueueResult(outcome="no_agents")
+            return await self.s.centre.enqueue(self, cmd)
+        if isinstance(cmd, c.StartRecording):
+            self.record_wanted = True
+            await self._start_recording()
+            return None
+        if isinstance(cmd, c.StopRecording):
+            self.record_wanted = False
+            if self.recording:
+                self.recording = False
+                await self.s.media.record_stop(self.call.uuid)
+            return None
+        if isinstance(cmd, c.RecordVoicemail):
+            return await self._voicemail(cmd)
+        if isinstance(cmd, c.HttpLookup):
+            return await self._http(cmd)
+        if isinstance(cmd, c.Publish):
+            self.s.publish(cmd.event)
+            return None
+        if isinstance(cmd, c.Hangup):
+            self._hangup(cmd.cause)
+            return None
+        log.warning("call %s: command %r is not supported", self.call.uuid, cmd)
+        return None
+
+    # -- media and signalling ---------------------------------------------------------------
+
+    async def endpoint(self, leg: str) -> int:
+        ep = await self.s.media.allocate(leg)
+        self.legs.add(leg)
+        self._ports[leg] = ep.port
+        return ep.port
+
+    async def answer(self) -> None:
+        """Answer the caller with our SDP (media anchored here); idempotent."""
+        if self.answered or self.ended.is_set():
+            return
+        self.answered = True
+        body = self.call.a.invite.body
+        try:
+            offer = sdpmod.parse(body)
+        except (sdpmod.SdpError, ValueError):
+            self.s.b2bua.reject(self.call, 488, "Not Acceptable Here", cause="no-sdp")
+            raise asyncio.CancelledError from None
+        reason = sdpmod.unacceptable_reason(offer)
+        if reason is not None:
+            self.s.b2bua.reject(self.call, 488, reason, cause="codec")
+            raise asyncio.CancelledError
+        port = await self.endpoint(self.a_leg)
+        answer, neg = sdpmod.answer(offer, self.s.media_address, port, session_id=int(time.time()))
+        await self.s.media.set_remote(self.a_leg, neg)
+        self.s.b2bua.answer_local(self.call, bytes(answer))
+
+    async def _play(self, path: str | Path | np.ndarray, barge_in: bool) -> c.PlaybackDone:
+        if not barge_in:
+            self._drain_digits()
+        handle = await self.s.media.play(self.a_leg, path, barge_in=barge_in)
+        try:
+            await handle.wait()
+        finally:
+            handle.stop()
+        return c.PlaybackDone()
+
+    def _prompt_path(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.s.prompts_dir / p
+
+    def _drain_digits(self) -> None:
+        while not self.digits.empty():
+            self.digits.get_nowait()
+
+    async def _collect(self, cmd: c.CollectDigits) -> c.DigitsCollected:
+        got = ""
+        while len(got) < cmd.max_digits:
+            try:
+                d = await asyncio.wait_for(self.digits.get(), cmd.timeout)
+            except TimeoutError:
+                return c.DigitsCollected(digits=got, reason="timeout")
+            if cmd.terminator and d == cmd.terminator:
+                return c.DigitsCollected(digits=got, reason="terminator")
+            got += d
+        return c.DigitsCollected(digits=got, reason="max")
+
+    def _target_of(self, value: str, trunk: str | None = None) -> c.DialTarget:
+        return c.DialTarget(kind="user" if self.s.lookup_user(value) or not value.isdigit() else "external",
+                            value=value, trunk=trunk)
+
+    async def originate(self, leg: str, targets: list[Target], timeout: float) -> tuple[OutLeg | None, int]:
+        """Ring targets from a new media leg; on answer its media is set up (not yet bridged)."""
+        port = await self.endpoint(leg)
+        offer = sdpmod.offer(self.s.media_address, port, session_id=int(time.time()))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[OutLeg | None, int, bytes]] = loop.create_future()
+
+        def done(out: OutLeg | None, status: int, body: bytes) -> None:
+            if not fut.done():
+                fut.set_result((out, status, body))
+
+        attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done)
+        try:
+            out, status, body = await fut
+        except asyncio.CancelledError:
+            self.s.b2bua.cancel_attempt(attempt)
+            raise
+        if out is None:
+            await self.release(leg)
+            return None, status
+        try:
+            answer = sdpmod.parse(body)
+            await self.s.media.set_remote(leg, answer)
+        except (sdpmod.SdpError, ValueError):
+            log.warning("call %s: the answer to our offer is unusable", self.call.uuid)
+            self.s.b2bua.drop_leg(self.call)
+            await self.release(leg)
+            return None, 488
+        return out, status
+
+    async def bridge(self, leg: str) -> None:
+        """Connect the caller with an answered leg (stops whatever the caller was hearing)."""
+        await self.answer()
+        await self.s.media.stop(self.a_leg)
+        await self.s.media.bridge(self.a_leg, leg)
+        self.b_leg = leg
+        if self.record_wanted:
+            await self._start_recording()
+
+    async def release(self, leg: str) -> None:
+        self.legs.discard(leg)
+        self._ports.pop(leg, None)
+        await self.s.media.release(leg)
+
+    async def _dial(self, cmd: c.Dial) -> c.DialResult:
+        targets: list[Target] = []
+        for t in cmd.targets:
+            if t.kind == "user":
+                targets.extend(self.s.lookup_user(t.value))
+        if not targets:
+            return c.DialResult(status="failed")
+        if not self.answered:
+            self.s.b2bua.ring(self.call)
+        leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
+        out, status = await self.originate(leg, targets, cmd.timeout)
+        if out is None:
+            return c.DialResult(status=DIAL_STATUS.get(status, "failed"))  # type: ignore[arg-type]
+        await self.bridge(leg)
+        return c.DialResult(status="answered", answered_by=out.target.user)
+
+    async def _start_recording(self) -> None:
+        if self.recording or not self.answered:
+            return
+        self.recording = True
+        await self.s.media.record_start(self.call.uuid, self.a_leg, self.b_leg)
+
+    async def _voicemail(self, cmd: c.RecordVoicemail) -> c.Result:
+        await self.answer()
+        if cmd.beep:
+            await self._play(beep(), False)
+        self.s.voicemail_dir.mkdir(parents=True, exist_ok=True)
+        path = self.s.voicemail_dir / f"{cmd.box}-{time.strftime('%Y%m%d-%H%M%S')}-{self.call.uuid[:8]}.wav"
+        key = f"{self.call.uuid}-vm"
+        started = time.time()
+        await self.s.media.record_start(key, self.a_leg, None, path=path, stereo=False)
+        self._drain_digits()
+        try:
+            end = started + cmd.max_seconds
+            while (left := end - time.time()) > 0:
+                try:
+                    if await asyncio.wait_for(self.digits.get(), left) == "#":
+                        break
+                except TimeoutError:
+                    break
+        finally:
+            saved = await self.s.media.record_stop(key)
+        duration = saved.duration if saved is not None else time.time() - started
+        self.s.publish(c.VoicemailLeft(ts=time.time(), box=cmd.box, caller=self.call.caller, path=str(path),
+                                       duration=duration, call_uuid=self.call.uuid))
+        return c.VoicemailRecorded(path=str(path), duration=duration)
+
+    async def _http(self, cmd: c.HttpLookup) -> c.HttpResult:
+        try:
+            async with httpx.AsyncClient(timeout=cmd.timeout) as client:
+                resp = await client.request(cmd.method, cmd.url, json=cmd.body)
+            try:
+                data = resp.json()
+            except ValueError:
+                data = None
+            return c.HttpResult(status=resp.status_code, json=data)
+        except httpx.HTTPError as exc:
+            log.info("call %s: lookup %s failed: %s", self.call.uuid, cmd.url, exc)
+            return c.HttpResult(status=0)
+
+    def _hangup(self, cause: str) -> None:
+        if self.ended.is_set():
+            return
+        if self.call.state == "ringing":
+            self.s.b2bua.reject(self.call, CAUSE_STATUS.get(cause, 480), cause=cause)
+        else:
+            self.s.b2bua.hangup(self.call.uuid, cause)
+
+    async def _cleanup(self) -> None:
+        self.s.sessions.pop(self.call.uuid, None)
+        for fn in self.on_cleanup:
+            with contextlib.suppress(Exception):
+                res = fn()
+                if res is not None:
+                    await res
+        if self.recording:
+            self.recording = False
+            with contextlib.suppress(Exception):
+                await self.s.media.record_stop(self.call.uuid)
+        for leg in list(self.legs):
+            with contextlib.suppress(Exception):
+                await self.release(leg)

@@ -1,0 +1,349 @@
+"""The contact centre on a node: the sans-IO ACD engine driven by real calls.
+
+Callers reach it through the dialplan's `queue` step (`enqueue`); offers ring the agent's
+registered phones; an answer bridges the call; every decision is published on the bus
+(`acd.events.to_bus_events`). Timers are one `call_at` on the engine's next deadline: no polling.
+An agent is logged in and ready when their phone registers (the API and feature codes can pause or
+log them out), and unreachable as soon as their last registration goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from acd.engine import AcdEngine
+from acd.events import to_bus_events
+from acd.model import (
+    AgentConfig,
+    AgentState,
+    Announce,
+    CancelOffer,
+    Connect,
+    Decision,
+    EscalationStep,
+    Offer,
+    Overflow,
+    OverflowTarget,
+    QueueConfig,
+    Reject,
+    Strategy,
+    TargetKind,
+)
+from softswitch.config import NodeConfig, QueueSettings
+from softswitch.dialplan import commands as c
+from softswitch.events import Event, QueueEvent, RegistrationChanged
+
+if TYPE_CHECKING:
+    from softswitch.calls.b2bua import Attempt, Target
+    from softswitch.calls.session import CallSession
+
+log = logging.getLogger(__name__)
+
+
+def _overflow(o: object) -> OverflowTarget | None:
+    if o is None:
+        return None
+    for kind, attr in ((TargetKind.QUEUE, "queue"), (TargetKind.NUMBER, "number"),
+                       (TargetKind.VOICEMAIL, "voicemail"), (TargetKind.TRUNK, "trunk")):
+        value = getattr(o, attr, None)
+        if value:
+            return OverflowTarget(kind, value)
+    if getattr(o, "callback", False):
+        return OverflowTarget(TargetKind.CALLBACK)
+    return None
+
+
+def queue_config(q: QueueSettings) -> QueueConfig:
+    """The ACD's queue from the node config's queue settings."""
+    return QueueConfig(
+        name=q.name, skills=dict(q.skills), priority=q.priority, strategy=Strategy(q.strategy),
+        max_wait=q.max_wait, max_size=q.max_size, wrap_up=q.wrap_up, service_level=q.service_level_seconds,
+        announce_every=q.announce_every, ring_timeout=q.ring_timeout, max_no_answer=q.max_no_answer,
+        affinity_wait=q.affinity_wait if q.affinity else 0.0,
+        escalation=tuple(EscalationStep(after=s.after, relax_proficiency=s.relax_proficiency or 0,
+                                        add_queues=tuple(s.add_queues), overflow=_overflow(s.overflow))
+                         for s in q.escalation),
+        **({"weights": dict(q.weights)} if q.weights else {}),
+    )
+
+
+def agent_configs(config: NodeConfig) -> list[AgentConfig]:
+    """Every user with an agent profile, with skills and queue tiers."""
+    out = []
+    for user in config.directory.users:
+        if user.agent is None:
+            continue
+        out.append(AgentConfig(id=user.id, skills=dict(user.agent.skills),
+                               queues={m.queue: m.tier for m in user.agent.queues}))
+    return out
+
+
+@dataclass
+class Waiting:
+    """A caller in a queue: the session, what the dialplan waits for, offers ringing."""
+
+    session: CallSession
+    result: asyncio.Future[c.QueueResult]
+    queue: str
+    offers: dict[int, tuple[str, Attempt | None, str]] = field(default_factory=dict)  # id -> agent, attempt, leg
+    connected: str = ""
+    moh: object | None = None
+    joined: float = field(default_factory=time.time)
+
+
+class ContactCentre:
+    """Queues on a node: the ACD engine plus the calls it routes."""
+
+    def __init__(self, config: NodeConfig, *, publish: Callable[[Event], None],
+                 lookup_user: Callable[[str], list[Target]], moh: Callable[[], object] | None = None,
+                 announce_lang: str = "ja", rng: random.Random | None = None) -> None:
+        self.config = config
+        self.publish = publish
+        self.lookup_user = lookup_user
+        self.engine = AcdEngine([queue_config(q) for q in config.queues], agent_configs(config),
+                                rng=rng or random.Random())
+        self.agents = {a.id for a in agent_configs(config)}
+        self.waiting: dict[str, Waiting] = {}
+        self.moh = moh
+        self.announce_lang = announce_lang
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        """Bus subscriber: registrations make agents reachable (and log them in) or not."""
+        if not isinstance(event, RegistrationChanged):
+            return
+        agent = event.aor.removeprefix("sip:").split("@", 1)[0]
+        if agent not in self.agents:
+            return
+        now = time.time()
+        reachable = bool(self.lookup_user(agent))
+        decisions: list[Decision] = []
+        if reachable and self.engine.agent_state(agent) == AgentState.OFFLINE:
+            decisions += self.engine.agent_logged_in(agent, now)
+        decisions += self.engine.set_reachable(agent, reachable, now)
+        self.apply(decisions)
+
+    async def enqueue(self, session: CallSession, cmd: c.EnqueueAcd) -> c.QueueResult:
+        """Put a call in a queue and wait until it is answered by an agent or leaves the queue."""
+        call = session.call
+        if cmd.queue not in {q.name for q in self.config.queues}:
+            return c.QueueResult(outcome="no_agents")
+        loop = asyncio.get_running_loop()
+        w = Waiting(session=session, result=loop.create_future(), queue=cmd.queue)
+        if cmd.max_waiting is not None and self.engine.queue_status(cmd.queue, time.time()).get("waiting", 0) >= cmd.max_waiting:
+            return c.QueueResult(outcome="full")
+        self.waiting[call.uuid] = w
+        call.queue = cmd.queue
+        call.customer_id = cmd.variables.get("customer_id", "")
+        await self._start_moh(w)
+        self.publish(QueueEvent(ts=time.time(), queue=cmd.queue, call_uuid=call.uuid, event="joined",
+                                caller=call.caller, reason="dialplan queue step"))
+        decisions = self.engine.caller_joined(
+            call.uuid, cmd.queue, time.time(), priority=cmd.priority or 0, skills=cmd.skills or None,
+            number=call.caller, customer_id=call.customer_id,
+        )
+        self.apply(decisions)
+        try:
+            if cmd.max_wait is not None:
+                return await asyncio.wait_for(asyncio.shield(w.result), cmd.max_wait)
+            return await w.result
+        except TimeoutError:
+            self._leave(call.uuid)
+            return c.QueueResult(outcome="timeout")
+        except asyncio.CancelledError:
+            # The caller hung up (or the plan moved on): leave the queue, stop ringing agents.
+            self._leave(call.uuid)
+            raise
+        finally:
+            if not w.connected:
+                self.waiting.pop(call.uuid, None)
+            session.on_cleanup.append(lambda: self._call_over(call.uuid))
+
+    def _leave(self, caller: str) -> None:
+        w = self.waiting.pop(caller, None)
+        if w is None:
+            return
+        for _, attempt, leg in w.offers.values():
+            if attempt is not None:
+                w.session.s.b2bua.cancel_attempt(attempt)
+            asyncio.get_running_loop().create_task(w.session.release(leg))
+        w.offers.clear()
+        if not w.connected:
+            now = time.time()
+            self.publish(QueueEvent(ts=now, queue=w.queue, call_uuid=caller, event="abandoned",
+                                    caller=w.session.call.caller, wait=now - w.joined,
+                                    reason="caller hung up or left the queue"))
+            self.apply(self.engine.caller_left(caller, now))
+
+    def _call_over(self, caller: str) -> None:
+        w = self.waiting.pop(caller, None)
+        if w is not None and w.connected:
+            self.apply(self.engine.call_ended(caller, time.time()))
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def apply(self, decisions: list[Decision]) -> None:
+        now = time.time()
+        for d in decisions:
+            for ev in to_bus_events(d, now):
+                self.publish(ev)
+            try:
+                self._decide(d)
+            except Exception:
+                log.exception("ACD decision %r failed", d)
+        self._reschedule()
+
+    def _decide(self, d: Decision) -> None:
+        if isinstance(d, Offer):
+            self._offer(d)
+        elif isinstance(d, CancelOffer):
+            w = self.waiting.get(d.caller)
+            if w is not None:
+                entry = w.offers.pop(d.offer_id, None)
+                if entry is not None:
+                    _, attempt, leg = entry
+                    if attempt is not None:
+                        w.session.s.b2bua.cancel_attempt(attempt)
+                    asyncio.get_running_loop().create_task(w.session.release(leg))
+        elif isinstance(d, Connect):
+            w = self.waiting.get(d.caller)
+            if w is not None:
+                asyncio.get_running_loop().create_task(self._connect(w, d))
+        elif isinstance(d, Announce):
+            w = self.waiting.get(d.caller)
+            if w is not None and not w.connected:
+                asyncio.get_running_loop().create_task(self._announce(w, d))
+        elif isinstance(d, Overflow):
+            if d.target.kind != TargetKind.QUEUE:
+                self._finish_waiting(d.caller, "overflow")
+        elif isinstance(d, Reject):
+            self._finish_waiting(d.caller, "full" if "full" in d.reason else "timeout")
+
+    def _finish_waiting(self, caller: str, outcome: str) -> None:
+        w = self.waiting.get(caller)
+        if w is not None and not w.result.done():
+            w.result.set_result(c.QueueResult(outcome=outcome))  # type: ignore[arg-type]
+
+    def _offer(self, d: Offer) -> None:
+        w = self.waiting.get(d.caller)
+        if w is None:
+            self.apply(self.engine.offer_rejected(d.caller, d.agent, time.time()))
+            return
+        targets = self.lookup_user(d.agent)
+        if not targets:
+            self.apply(self.engine.set_reachable(d.agent, False, time.time()))
+            return
+        leg = f"{w.session.call.uuid}:agent{d.offer_id}"
+        w.offers[d.offer_id] = (d.agent, None, leg)
+        asyncio.get_running_loop().create_task(self._ring(w, d, targets, leg))
+
+    async def _ring(self, w: Waiting, d: Offer, targets: list[Target], leg: str) -> None:
+        session = w.session
+        port = await session.endpoint(leg)
+        from media import sdp as sdpmod
+
+        offer = sdpmod.offer(session.s.media_address, port, session_id=int(time.time()))
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[tuple[object, int, bytes]] = loop.create_future()
+
+        def done(out: object, status: int, body: bytes) -> None:
+            if not answered.done():
+                answered.set_result((out, status, body))
+
+        if d.offer_id not in w.offers:  # withdrawn while the endpoint was allocated
+            await session.release(leg)
+            return
+        attempt = session.s.b2bua.originate(session.call, targets, bytes(offer), timeout=d.ring_timeout + 2,
+                                            on_result=done)
+        w.offers[d.offer_id] = (d.agent, attempt, leg)
+        out, status, body = await answered
+        now = time.time()
+        if d.offer_id not in w.offers:
+            return
+        if out is None:
+            w.offers.pop(d.offer_id, None)
+            await session.release(leg)
+            if status in (408, 480, 487):
+                self.apply(self.engine.offer_timed_out(d.caller, d.agent, now))
+            else:
+                self.apply(self.engine.offer_rejected(d.caller, d.agent, now))
+            return
+        try:
+            await session.s.media.set_remote(leg, sdpmod.parse(body))
+        except (sdpmod.SdpError, ValueError):
+            session.s.b2bua.drop_leg(session.call)
+            w.offers.pop(d.offer_id, None)
+            await session.release(leg)
+            self.apply(self.engine.offer_rejected(d.caller, d.agent, now))
+            return
+        self.apply(self.engine.offer_accepted(d.caller, d.agent, now))
+
+    async def _connect(self, w: Waiting, d: Connect) -> None:
+        leg = next((lg for agent, _, lg in w.offers.values() if agent == d.agent), None)
+        if leg is None:
+            return
+        w.connected = d.agent
+        w.offers = {k: v for k, v in w.offers.items() if v[0] == d.agent}
+        session = w.session
+        session.call.agent = d.agent
+        await session.bridge(leg)
+        if not w.result.done():
+            w.result.set_result(c.QueueResult(outcome="answered", agent=d.agent))
+
+    async def _start_moh(self, w: Waiting) -> None:
+        if self.moh is None:
+            return
+        try:
+            w.moh = await w.session.s.media.play(w.session.a_leg, self.moh(), loop=True)
+        except Exception:
+            log.exception("music on hold failed")
+
+    async def _announce(self, w: Waiting, d: Announce) -> None:
+        if d.estimated_wait is not None and d.estimated_wait >= 60:
+            minutes = max(1, round(d.estimated_wait / 60))
+            text = f"ただいま{d.position}番目にお待ちいただいております。およそ{minutes}分でおつなぎします。"
+        else:
+            text = f"ただいま{d.position}番目にお待ちいただいております。まもなくおつなぎします。"
+        session = w.session
+        try:
+            path = await session.s.tts.render(text, lang=self.announce_lang)
+            if w.connected or session.ended.is_set():
+                return
+            handle = await session.s.media.play(session.a_leg, path)
+            await handle.wait()
+            if not w.connected and not session.ended.is_set():
+                await self._start_moh(w)
+        except Exception:
+            log.exception("announcement failed")
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _reschedule(self) -> None:
+        deadline = self.engine.next_deadline()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.apply(self.engine.tick(time.time()))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

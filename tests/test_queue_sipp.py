@@ -1,0 +1,157 @@
+"""The contact centre end to end over real SIP: a SIPp caller reaches the dialplan, hears a
+Japanese TTS greeting and a menu, presses 1 (RFC 4733), waits in the queue, and a registered
+SIPp agent phone rings and is bridged; a returning caller goes to the agent who handled them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from softswitch.config import load_config
+from softswitch.events import CDR, AgentStateChanged, QueueEvent
+from tests.nodes import DOMAIN, running_node
+from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = Path(__file__).resolve().parents[1] / "dialplans" / "prompts"
+
+DIALPLAN = """\
+version: 1
+contexts:
+  internal:
+    users: all
+    routes:
+      - name: support-line
+        match: {number: "700"}
+        steps:
+          - answer:
+          - say: "お電話ありがとうございます。"
+          - menu:
+              prompt: {say: "サポートは1を押してください。"}
+              timeout: 6
+              retries: 2
+              options:
+                "1":
+                  - queue: support
+          - hangup:
+"""
+
+
+def write_node(tmp: Path, agents: list[str], callers: list[str]) -> Path:
+    port = free_port()
+    rtp = 10000 + (free_port() % 20000) // 2 * 2  # a range of its own, so parallel runs rarely meet
+    users = [f"    - {{id: '{a}', password: 'pw-{a}', agent: {{skills: {{support: 5}}, queues: [support]}}}}"
+             for a in agents]
+    users += [f"    - {{id: '{u}', password: 'pw-{u}'}}" for u in callers]
+    (tmp / "plan.yaml").write_text(DIALPLAN)
+    path = tmp / "node.yaml"
+    path.write_text("\n".join([
+        "sip:",
+        f"  listen: ['udp://127.0.0.1:{port}']",
+        f"  domain: {DOMAIN}",
+        "security: {digest_algorithms: [MD5]}",
+        "media:",
+        "  address: 127.0.0.1",
+        f"  rtp_ports: '{rtp}-{rtp + 199}'",
+        f"  prompts_dir: '{PROMPTS}'",
+        f"  tts_cache_dir: '{tmp / 'tts'}'",
+        f"  recordings_dir: '{tmp / 'rec'}'",
+        f"database: 'sqlite:///{tmp / 'node.db'}'",
+        "queues:",
+        "  - {name: support, skills: {support: 1}, ring_timeout: 8, wrap_up: 0, announce_every: null}",
+        "directory:",
+        "  users:",
+        *users,
+        "dialplan: plan.yaml",
+        "",
+    ]))
+    return path
+
+
+async def register_agent(node, tmp: Path, agent: str) -> int:
+    port = free_port()
+    inf = write_users_inf(tmp / f"agent-{agent}.csv", [(agent, f"pw-{agent}")], DOMAIN)
+    reg = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
+    assert reg.returncode == 0 and reg.successful == 1, reg.explain()
+    return port
+
+
+async def queue_call(node, tmp: Path, caller: str, agent_ports: dict[str, int], answering: str) -> list:
+    """One IVR call from `caller`; only `answering`'s phone is running (answers at once)."""
+    events: list = []
+    unsubscribe = node.bus.subscribe(events.append)
+    phone = await start_sipp("uas_answer.xml", None, port=agent_ports[answering], calls=1, timeout=40)
+    await asyncio.sleep(0.3)
+    inf = write_users_inf(tmp / f"caller-{caller}.csv", [(caller, f"pw-{caller}")], DOMAIN)
+    uac = await run_sipp("uac_ivr_queue.xml", node.address("udp"), inf=inf, service="700", timeout=40)
+    assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+    agent_side = await phone.wait()
+    assert agent_side.returncode == 0 and agent_side.successful == 1, agent_side.explain()
+    for _ in range(60):
+        if any(isinstance(e, CDR) for e in events):
+            break
+        await asyncio.sleep(0.05)
+    unsubscribe()
+    return events
+
+
+async def test_ivr_caller_presses_1_waits_and_is_bridged_to_a_registered_agent(tmp_path):
+    require_sipp()
+    config = load_config(write_node(tmp_path, ["2001"], ["3001"]))
+    async with running_node(config) as node:
+        ports = {"2001": await register_agent(node, tmp_path, "2001")}
+        events = await queue_call(node, tmp_path, "3001", ports, "2001")
+        (cdr,) = [e for e in events if isinstance(e, CDR)]
+        assert cdr.queue == "support" and cdr.agent == "2001"
+        assert cdr.disposition == "answered" and cdr.hangup_side == "caller"
+        kinds = [e.event for e in events if isinstance(e, QueueEvent)]
+        assert kinds[0] == "joined", kinds
+        assert "answered" in kinds, kinds
+        states = [e.state for e in events if isinstance(e, AgentStateChanged) and e.agent == "2001"]
+        assert "on_call" in states, states
+        assert len(node.b2bua) == 0
+
+
+async def test_returning_caller_is_answered_by_the_agent_who_handled_them_before(tmp_path):
+    require_sipp()
+    config = load_config(write_node(tmp_path, ["2001", "2002"], ["3001", "3002"]))
+    async with running_node(config) as node:
+        ports = {a: await register_agent(node, tmp_path, a) for a in ("2001", "2002")}
+        # First call: whichever agent the strategy picks; find out who by letting both answer.
+        first = await queue_call_either(node, tmp_path, "3001", ports)
+        other = "2002" if first == "2001" else "2001"
+        # The other agent has now been idle longest, yet the returning caller gets the first one.
+        events = await queue_call(node, tmp_path, "3001", ports, first)
+        (cdr,) = [e for e in events if isinstance(e, CDR)]
+        assert cdr.agent == first
+        # A new caller goes by the normal strategy: the longest idle agent.
+        events = await queue_call(node, tmp_path, "3002", ports, other)
+        (cdr,) = [e for e in events if isinstance(e, CDR)]
+        assert cdr.agent == other
+
+
+async def queue_call_either(node, tmp: Path, caller: str, ports: dict[str, int]) -> str:
+    """A call where both agents' phones run; returns the agent who got it (the other rings not)."""
+    events: list = []
+    unsubscribe = node.bus.subscribe(events.append)
+    phones = {a: await start_sipp("uas_answer.xml", None, port=p, calls=1, timeout=25) for a, p in ports.items()}
+    await asyncio.sleep(0.3)
+    inf = write_users_inf(tmp / f"caller-{caller}-first.csv", [(caller, f"pw-{caller}")], DOMAIN)
+    uac = await run_sipp("uac_ivr_queue.xml", node.address("udp"), inf=inf, service="700", timeout=40)
+    assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+    for _ in range(60):
+        if any(isinstance(e, CDR) for e in events):
+            break
+        await asyncio.sleep(0.05)
+    unsubscribe()
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    for agent, phone in phones.items():
+        if agent == cdr.agent:
+            assert (await phone.wait()).successful == 1
+        else:
+            phone.kill()
+            await phone.wait()
+    return cdr.agent
