@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +47,41 @@ def hwm_kb() -> int:
     return 0
 
 
+class GcWatch:
+    """Collections per generation and the longest pause, since the last report (a latency suspect)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        gen = info["generation"]
+        pause = time.perf_counter() - self._started
+        self.count[gen] += 1
+        self.total[gen] += pause
+        self.longest[gen] = max(self.longest[gen], pause)
+
+    def take(self) -> dict[str, object]:
+        out = {"gc_collections": list(self.count), "gc_longest_ms": [round(x * 1000, 1) for x in self.longest],
+               "gc_total_ms": [round(x * 1000, 1) for x in self.total]}
+        self.count = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = [0.0, 0.0, 0.0]
+        return out
+
+
 class Sampler:
     """Counts of the node's live objects and the memory peak since the last report."""
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        self.gc = GcWatch()
         self.peak_established = 0
         self.rss_at_peak = 0
 
@@ -77,6 +109,7 @@ class Sampler:
             "hwm_kb": hwm_kb(),
             "peak_established": self.peak_established,
             "rss_at_peak_kb": self.rss_at_peak,
+            **self.gc.take(),
         }
 
 

@@ -21,14 +21,17 @@ has fired; any left after the timers is a leak.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +73,38 @@ def write_config(tmp: Path, port: int, users: list[tuple[str, str]]) -> Path:
 
 
 def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuSampler:
+    """Samples a process's CPU seconds every 0.1 s in a thread, to get its use over any window."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.t0 = time.perf_counter()
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                self.samples.append((time.perf_counter() - self.t0, cpu_seconds(self.pid)))
+            self._stop.wait(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def use(self, start: float, end: float) -> float:
+        """CPU use (1.0 = one core) between two times in seconds after the sampler started."""
+        inside = [(t, c) for t, c in self.samples if start <= t <= end]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return float("nan")
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
 
 
 class NodeProcess:
@@ -209,6 +242,8 @@ class Step:
     auth_invite_p50: float
     auth_invite_p99: float
     cpu: float
+    sipp_cpu: float
+    gc_longest_ms: float
     peak_established: int
     kb_per_1000: float
 
@@ -221,6 +256,8 @@ class Step:
 def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: int, calls: int,
              hold: float, workdir: Path) -> Step:
     before = node.report()
+    # Both SIPps are children of this process: their CPU time shows in RUSAGE_CHILDREN once reaped.
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     timeout = int(calls / rate + hold + 60)
     uas = subprocess.Popen(
         sipp_args("bench_uas.xml", uas_port, None, "-m", str(calls), "-timeout", f"{timeout + 10}s",
@@ -228,24 +265,26 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", cwd=workdir,
     )
     time.sleep(0.3)
-    cpu0 = cpu_seconds(node.pid)
-    t0 = time.perf_counter()
-    uac = subprocess.run(
+    sampler = CpuSampler(node.pid)
+    uac = subprocess.Popen(
         sipp_args("bench_uac.xml", free_port(), f"127.0.0.1:{node_port}", "-inf", str(inf), "-s", CALLEE[0],
                   "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(calls),
                   "-d", str(int(hold * 1000)), "-timeout", f"{timeout}s", "-timeout_error",
                   "-recv_timeout", "10000", "-trace_rtt", "-rtt_freq", "1000"),
-        capture_output=True, text=True, errors="replace", check=False, cwd=workdir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace", cwd=workdir,
     )
-    wall = time.perf_counter() - t0
-    cpu = cpu_seconds(node.pid) - cpu0
+    uac_out, _ = uac.communicate()
+    wall = time.perf_counter() - sampler.t0
+    sampler.stop()
     try:
         uas_out, _ = uas.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         uas.kill()
         uas_out, _ = uas.communicate()
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sipp_cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     peak = node.report()
-    ok, failed = counts(uac.stdout)
+    ok, failed = counts(uac_out)
     callee_ok, callee_failed = counts(uas_out)
     rc = uac.returncode or uas.returncode or 0
     if rc != 0:
@@ -254,12 +293,15 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
     setups = rtt.get(1, [])
     auth = [ms for _, ms in rtt.get(2, [])]
     if len(setups) > 1:
-        # The achieved rate is that of completed setups, from the first 200 to the last.
-        first = min(t for t, _ in setups)
-        last = max(t for t, _ in setups)
-        achieved = (len(setups) - 1) / max((last - first) / 1000, 1e-3)
+        # The achieved rate is that of completed setups, from the first 200 to the last; the
+        # node's CPU use is taken over the same window (SIPp's times count from its start).
+        first = min(t for t, _ in setups) / 1000
+        last = max(t for t, _ in setups) / 1000
+        achieved = (len(setups) - 1) / max(last - first, 1e-3)
+        cpu = sampler.use(first, last)
     else:
         achieved = 0.0
+        cpu = float("nan")
     established = peak["peak_established"]
     grown = max(0, peak["rss_at_peak_kb"] - before["rss_kb"])
     return Step(
@@ -267,7 +309,9 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
         achieved=achieved,
         setup_p50=percentile([ms for _, ms in setups], 0.5), setup_p99=percentile([ms for _, ms in setups], 0.99),
         auth_invite_p50=percentile(auth, 0.5), auth_invite_p99=percentile(auth, 0.99),
-        cpu=cpu / wall if wall > 0 else 0.0,
+        cpu=cpu,
+        sipp_cpu=sipp_cpu / wall if wall > 0 else 0.0,
+        gc_longest_ms=max(peak.get("gc_longest_ms", [0.0])),
         peak_established=established,
         kb_per_1000=grown / established * 1000 if established else float("nan"),
     )
@@ -294,7 +338,8 @@ def main() -> int:
             node.wait_ready()
             register_callee(node_port, uas_port, tmp)
             print(f"{'asked/s':>8} {'achieved/s':>10} {'ok':>7} {'failed':>6} {'callee ok':>9} "
-                  f"{'setup p50/p99 ms':>17} {'auth INVITE p50/p99 ms':>22} {'node CPU':>8} "
+                  f"{'setup p50/p99 ms':>17} {'auth INVITE p50/p99 ms':>22} {'node CPU':>8} {'SIPp CPU':>8} "
+                  f"{'GC max ms':>9} "
                   f"{'peak estab.':>11} {'KB/1000 calls':>13}")
             passed: list[Step] = []
             for rate in (int(r) for r in args.rates.split(",")):
@@ -302,7 +347,8 @@ def main() -> int:
                 print(
                     f"{step.rate:>8} {step.achieved:>10.0f} {step.ok:>7} {step.failed:>6} {step.callee_ok:>9} "
                     f"{step.setup_p50:>8.0f}/{step.setup_p99:<8.0f} {step.auth_invite_p50:>11.0f}/"
-                    f"{step.auth_invite_p99:<10.0f} {step.cpu * 100:>7.0f}% {step.peak_established:>11} "
+                    f"{step.auth_invite_p99:<10.0f} {step.cpu * 100:>7.0f}% {step.sipp_cpu * 100:>7.0f}% "
+                    f"{step.gc_longest_ms:>9.0f} {step.peak_established:>11} "
                     f"{step.kb_per_1000:>13.0f}"
                     + ("" if step.sustained else "   <- not sustained"),
                     flush=True,
