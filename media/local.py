@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -428,6 +429,7 @@ class LocalMediaBackend(MediaBackend):
         inband_dtmf: bool | None = None,
         advertise: str | None = None,
         prompts: PromptCache | None = None,
+        rcvbuf: int | None = 16384,
     ) -> None:
         self.address = address
         self.advertise = advertise or address
@@ -440,6 +442,7 @@ class LocalMediaBackend(MediaBackend):
         self.recordings_dir = Path(recordings_dir)
         self.inband_dtmf = inband_dtmf
         self.prompts = prompts or PromptCache()
+        self.rcvbuf = rcvbuf
         self.legs: dict[str, _Leg] = {}
         self.dtmf_callbacks: list[DtmfCallback] = []
         self.timeout_callbacks: list[TimeoutCallback] = []
@@ -475,8 +478,14 @@ class LocalMediaBackend(MediaBackend):
             port = self.pool.allocate()  # raises PortPoolExhausted when every pair is taken
             leg = _Leg(self, leg_id, self.address, port)
             try:
-                await loop.create_datagram_endpoint(lambda leg=leg: leg, local_addr=(self.address, port))
+                transport, _ = await loop.create_datagram_endpoint(lambda leg=leg: leg, local_addr=(self.address, port))
                 await loop.create_datagram_endpoint(lambda leg=leg: leg.rtcp, local_addr=(self.address, port + 1))
+                if self.rcvbuf:
+                    # a small receive buffer bounds how stale queued audio can get if the loop stalls:
+                    # late voice is useless, so past ~0.8 s (16 KiB: 39 packets) the kernel drops rather than queues
+                    sock = transport.get_extra_info("socket")
+                    with contextlib.suppress(OSError, AttributeError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             except OSError:
                 # taken by another process: leave it in the pool's queue and try the next pair
                 leg.close()
