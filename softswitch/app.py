@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import ssl
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import watchfiles
 
 from media.local import LocalMediaBackend
 from media.tts import TtsRenderer
@@ -22,7 +24,7 @@ from softswitch.calls.session import CallSession, SessionServices
 from softswitch.calls.trunks import Trunks
 from softswitch.centre import ContactCentre
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
-from softswitch.dialplan.holder import DialplanHolder
+from softswitch.dialplan.holder import DialplanHolder, ReloadResult
 from softswitch.dialplan.interpreter import Interpreter
 from softswitch.events import CallEnded, EventBus, RegistrationChanged
 from softswitch.logs import log_event, setup_logging
@@ -124,6 +126,9 @@ class Node:
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
         self._unsubscribe_centre: Callable[[], None] = lambda: None
+        self._watcher: asyncio.Task[None] | None = None
+        self._watch_stop = asyncio.Event()
+        self._watch_targets = {os.path.realpath(p) for p in self.dialplan.watch_paths()}
         self.store: Store | None = None
         self._current: tuple[Request, ServerTransaction] | None = None
         self.writer: StoreWriter | None = None
@@ -145,6 +150,8 @@ class Node:
             self.listening.append((spec.transport, host, port))
             log.info("listening on %s://%s:%d", spec.transport, host, port)
         self._schedule_registrar()
+        if self.dialplan.watch_paths():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_dialplan())
         self.trunks.start()
 
     async def _open_store(self) -> None:
@@ -179,6 +186,9 @@ class Node:
             self._timer.cancel()
         if self._reg_timer is not None:
             self._reg_timer.cancel()
+        self._watch_stop.set()
+        if self._watcher is not None:
+            self._watcher.cancel()
         for session in list(self.sessions.sessions.values()):
             if session.task is not None:
                 session.task.cancel()
@@ -201,6 +211,27 @@ class Node:
             if t == transport:
                 return host, port
         raise LookupError(f"no {transport} listener")
+
+    # -- dialplan hot reload ---------------------------------------------------------------
+
+    def reload_dialplan(self, reason: str = "request") -> ReloadResult:
+        """Load the dialplan file again; calls in progress keep the plan they started with, and a
+        plan with errors is refused (logged with file:line) while the running one stays."""
+        log.info("reloading the dialplan (%s)", reason)
+        return self.dialplan.reload()
+
+    async def _watch_dialplan(self) -> None:
+        """Reload when the dialplan file changes (editors often replace it: watch its folder)."""
+        targets = self._watch_targets
+        folders = {t.rpartition(os.sep)[0] for t in targets}
+        try:
+            # watchfiles reports paths under the folders as given: real paths, so they compare.
+            async for changes in watchfiles.awatch(*folders, stop_event=self._watch_stop, debounce=200,
+                                                   step=50, recursive=False):
+                if any(path in targets for _, path in changes):
+                    self.reload_dialplan("file changed")
+        except FileNotFoundError as exc:
+            log.warning("cannot watch the dialplan for changes: %s", exc)
 
     # -- SIP plumbing ----------------------------------------------------------------------
 
@@ -538,6 +569,8 @@ async def serve(config: NodeConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, node.reload_dialplan, "SIGHUP")
     log.info("node ready: domain %s", config.sip.domain)
     await stop.wait()
     log.info("shutting down: refusing new calls, waiting up to %.0f s for calls in progress",
