@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from softswitch.events import CDR, CallAnswered, CallEnded, CallStarted
 from tests.nodes import DOMAIN, make_users
@@ -54,6 +54,20 @@ async def test_websocket_without_a_valid_token_is_refused_with_401(tmp_path):
                 async with connect(url):
                     pass
             assert info.value.response.status_code == 401
+
+
+async def test_open_websockets_are_closed_with_1001_going_away_when_the_api_stops(tmp_path):
+    async with api_node(tmp_path) as (node, centre, api):
+        ws = await connect(ws_url(api, "supervisor"))
+        await read_until(ws, lambda m: m["kind"] == "queue_stats")
+        await api.stop()
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(3):
+                while True:
+                    await ws.recv()
+        assert ws.close_code == 1001
+        with pytest.raises(httpx.ConnectError):
+            await httpx.AsyncClient().get(f"{api.url}/api/me")
 
 
 async def test_an_agent_sees_only_its_own_events_and_a_supervisor_sees_everyone(tmp_path):

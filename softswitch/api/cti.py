@@ -12,8 +12,9 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from softswitch.api.auth import Principal
@@ -37,6 +38,7 @@ STATS_DEBOUNCE = 0.05  # queue statistics go out this soon after a change, coale
 STATS_EVERY = 1.0  # and at least this often while anyone listens (wait clocks move)
 HISTORY_LIMIT = 5
 HISTORY_TIMEOUT = 1.0
+CLOSE: Mapping[str, Any] = MappingProxyType({"kind": "_close"})  # not sent: tells the connection to close (going away)
 
 
 async def resolve(value: T | Awaitable[T]) -> T:
@@ -55,7 +57,7 @@ class Client:
 
     principal: Principal
     kinds: frozenset[str] | None = None
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue[Mapping[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
     calls: set[str] = field(default_factory=set)  # calls this agent is part of
     dropped: int = 0
 
@@ -96,7 +98,10 @@ class Client:
             return False
         return False
 
-    def put(self, message: dict[str, Any]) -> None:
+    def put(self, message: Mapping[str, Any]) -> None:
+        """Queue a message for this client; when its queue is full the message is dropped."""
+        if message is CLOSE and self.queue.full():
+            self.queue.get_nowait()  # make room: closing matters more than one more event
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -135,7 +140,9 @@ class CtiHub:
         self._ticker = loop.create_task(self._tick())
 
     async def stop(self) -> None:
-        """Stop reading the bus; pending screen pops are cancelled."""
+        """Tell every listener the node is going away, stop reading the bus, cancel screen pops."""
+        for client in list(self.clients):
+            client.put(CLOSE)
         if self._events is not None:
             self.bus.unqueue(self._events)
         if self._stats_soon is not None:
@@ -200,6 +207,7 @@ class CtiHub:
                 client.put(message)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
+        """Run a screen pop or a statistics push as a task (they must never be left failing silently)."""
         task = asyncio.ensure_future(coro)
         self._pops.add(task)
         task.add_done_callback(self._pops.discard)
@@ -248,6 +256,12 @@ class CtiHub:
         return out[:HISTORY_LIMIT]
 
     async def _screen_pop(self, ev: QueueEvent) -> None:
+        try:
+            await self._build_screen_pop(ev)
+        except Exception:
+            log.exception("screen pop for %s failed", ev.call_uuid)
+
+    async def _build_screen_pop(self, ev: QueueEvent) -> None:
         ctx = await self._context(ev.call_uuid)
         number = str(ctx.get("number") or ev.caller or "")
         customer_id = str(ctx.get("customer_id") or "")
@@ -277,16 +291,19 @@ class CtiHub:
 
     def _stats_due(self) -> None:
         self._stats_soon = None
-        self._spawn(self._send_stats(list(self.clients)))
+        self._spawn(self._send_stats_logged(list(self.clients)))
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(STATS_EVERY)
             if self.clients:
-                try:
-                    await self._send_stats(list(self.clients))
-                except Exception:
-                    log.exception("queue statistics failed")
+                await self._send_stats_logged(list(self.clients))
+
+    async def _send_stats_logged(self, clients: list[Client]) -> None:
+        try:
+            await self._send_stats(clients)
+        except Exception:
+            log.exception("queue statistics failed")
 
     async def _send_stats(self, clients: list[Client]) -> None:
         clients = [c for c in clients if c.wants("queue_stats")]

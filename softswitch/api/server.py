@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from softswitch.api.auth import ROLES, Principal, TokenTable, bearer
 from softswitch.api.centre import FORCE_STATES, SUPERVISE_MODES, Conflict, ContactCentre, NotFound
-from softswitch.api.cti import Client, CtiHub, resolve
+from softswitch.api.cti import CLOSE, Client, CtiHub, resolve
 from softswitch.api.docs import docs_page
 from softswitch.api.metrics import NodeMetrics
 from softswitch.api.wallboard import WALLBOARD_HTML
@@ -160,12 +160,12 @@ class ApiServer:
                  self.config.host, self.port)
 
     async def stop(self) -> None:
-        """Close WebSockets and the listener, stop the CTI hub and metrics."""
+        """Close WebSockets (1001 going away) and the listener, stop the CTI hub and metrics."""
+        await self.hub.stop()
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 5.0)
-        await self.hub.stop()
         await self.metrics.stop()
 
     @property
@@ -369,6 +369,9 @@ class ApiServer:
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
                     getter.cancel()
+                    break
+                if getter.result() is CLOSE:
+                    await websocket.close(code=1001, reason="node stopping")
                     break
                 await websocket.send_text(json.dumps(getter.result(), ensure_ascii=False, default=str))
         except (WebSocketDisconnect, RuntimeError, OSError):

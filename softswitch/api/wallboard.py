@@ -99,9 +99,9 @@ function render() {
     figs.appendChild(figure("waiting", String(q.waiting), "待ち呼", "Waiting", q.waiting > 0 ? "warn" : ""));
     figs.appendChild(figure("longest", mmss(longest), "最長待ち", "Longest wait",
                             longest >= 60 ? "bad" : longest >= 20 ? "warn" : ""));
-    figs.appendChild(figure("sl", sl === null ? "—" : Math.round(sl * 100) + "%", "応答率(本日)",
+    figs.appendChild(figure("sl", sl === null ? "—" : Math.round(sl * 100) + "%", "本日応答率",
                             "Service level today", sl === null ? "" : sl >= 0.8 ? "ok" : "bad"));
-    figs.appendChild(figure("abandoned", String(q.abandoned), "放棄呼(本日)", "Abandoned today",
+    figs.appendChild(figure("abandoned", String(q.abandoned), "本日放棄呼", "Abandoned today",
                             q.abandoned > 0 ? "warn" : ""));
     card.appendChild(figs);
     const callers = el("div", "callers");
