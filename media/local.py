@@ -158,7 +158,8 @@ class _Leg(asyncio.DatagramProtocol):
         pt = data[1] & 0x7F
         if pt == self.pt:
             _b0, _b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
-            self.stats.update(ssrc, seq, ts, time.monotonic())
+            now = time.monotonic()
+            self.stats.update(ssrc, seq, ts, now)
             if self.taps:
                 self._tap(data)
             peer = self.peer
@@ -166,7 +167,7 @@ class _Leg(asyncio.DatagramProtocol):
                 buf = bytearray(data)
                 if not self.fwd_plain:
                     self._convert(buf, self.fwd_pt)
-                peer.sender.relay(buf, time.monotonic())
+                peer.sender.relay(buf, now)
                 peer.transport.sendto(buf, peer.remote)  # type: ignore[union-attr]
         elif pt == self.te_pt:
             self._telephone_event(data)
@@ -795,6 +796,8 @@ class LocalMediaBackend(MediaBackend):
             if leg.rx_count != leg.last_count:
                 leg.last_count = leg.rx_count
                 leg.idle = 0.0
+                # packets came from the signalled address itself: that is the source to keep
+                leg.latched = leg.latched or leg.remote is not None
             else:
                 leg.idle += elapsed
             if leg.neg is not None and leg.expect_rx and not leg.timed_out and leg.idle >= self.rtp_timeout:

@@ -392,3 +392,18 @@ async def test_send_dtmf_uses_rfc4733_events_or_inband_tones_as_negotiated(backe
     assert {bytes(p.payload[:1]) for p in events} == {b"\x01"}
     await backend.send_dtmf("b", "4")
     assert [d.digit for d in InbandDtmfDetector().feed(b.audio())] == ["4"]
+
+
+async def test_a_stray_source_cannot_hijack_a_phone_sending_from_its_signalled_address(backend: LocalMediaBackend) -> None:
+    a, b, stray = await phone(), await phone(), await phone()
+    ea, eb = await backend.allocate("a"), await backend.allocate("b")
+    await backend.set_remote("a", neg(a))
+    await backend.set_remote("b", neg(b))
+    await backend.bridge("a", "b")
+    a.send_pcm(np.zeros(160, np.int16), ("127.0.0.1", ea.port))
+    await asyncio.sleep(0.25)  # a timer tick sees the phone's traffic
+    stray.send_pcm(np.zeros(160, np.int16), ("127.0.0.1", ea.port))
+    await asyncio.sleep(0.05)
+    b.send_pcm(np.zeros(160, np.int16), ("127.0.0.1", eb.port))
+    await asyncio.wait_for(a.got.wait(), 1.0)
+    assert stray.received == [] and backend.legs["a"].remote == ("127.0.0.1", a.port)
