@@ -76,7 +76,11 @@ class MediaBackend(abc.ABC):
 
     @abc.abstractmethod
     async def play(self, leg_id: str, source: PlaySource, *, loop: bool = False, barge_in: bool = False) -> PlaybackHandle:
-        """Play a WAV file (any common format) or 8 kHz int16 samples; `barge_in` stops on a key press."""
+        """Play a WAV file (any common format) or 8 kHz int16 samples; `barge_in` stops on a key press.
+
+        Replaces whatever was playing to the leg. Raises OSError for a missing file and
+        media.audio.WavError for one that cannot be decoded.
+        """
 
     @abc.abstractmethod
     async def stop(self, leg_id: str) -> None:

@@ -205,7 +205,9 @@ class _Leg(asyncio.DatagramProtocol):
         buf[1] = (buf[1] & 0x80) | pt
         if self.fwd_xlate is not None:
             off = payload_offset(buf)
-            buf[off:] = bytes(buf[off:]).translate(self.fwd_xlate)
+            end = len(buf) - (buf[-1] if buf[0] & 0x20 else 0)  # padding octets are not audio
+            if off < end:
+                buf[off:end] = bytes(buf[off:end]).translate(self.fwd_xlate)
 
     def _tap(self, data: bytes) -> None:
         _b0, _b1, _seq, ts, ssrc = RTP_HEADER.unpack_from(data)
