@@ -407,3 +407,19 @@ async def test_a_stray_source_cannot_hijack_a_phone_sending_from_its_signalled_a
     b.send_pcm(np.zeros(160, np.int16), ("127.0.0.1", eb.port))
     await asyncio.wait_for(a.got.wait(), 1.0)
     assert stray.received == [] and backend.legs["a"].remote == ("127.0.0.1", a.port)
+
+
+async def test_relay_keeps_csrc_extension_and_padding_while_converting_the_law(backend: LocalMediaBackend) -> None:
+    a, b = await phone(), await phone()
+    ea, _ = await backend.allocate("a"), await backend.allocate("b")
+    await backend.set_remote("a", neg(a, "PCMU"))
+    await backend.set_remote("b", neg(b, "PCMA"))
+    await backend.bridge("a", "b")
+    payload = g711.ulaw_encode(speechlike(0.02))
+    pkt = RtpPacket(0, 1, 160, 42, payload, csrcs=(7, 8), extension=(0xBEDE, b"\x10\xaa\x00\x00"), padding=4)
+    assert a.transport is not None
+    a.transport.sendto(pkt.build(), ("127.0.0.1", ea.port))
+    await asyncio.wait_for(b.got.wait(), 1.0)
+    got = b.received[0]
+    assert (got.payload_type, got.csrcs, got.extension, got.padding) == (8, (7, 8), (0xBEDE, b"\x10\xaa\x00\x00"), 4)
+    assert got.payload == payload.translate(g711.ULAW_TO_ALAW)
