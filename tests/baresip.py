@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 REGISTER_OK = "REGISTER_OK"
 CALL_ESTABLISHED = "CALL_ESTABLISHED"
 CALL_CLOSED = "CALL_CLOSED"
+CALL_INCOMING = "CALL_INCOMING"
+CALL_RINGING = "CALL_RINGING"
 
 
 def missing_tools() -> list[str]:
@@ -308,19 +310,35 @@ def wav_seconds(path: str | Path) -> float:
         return w.getnframes() / w.getframerate()
 
 
-async def call_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0) -> dict[str, Any]:
-    """Phone A (1001) calls phone B (1002, auto-answer) through a fresh node, talks, hangs up.
+#: How phone B deals with the incoming call in `call_scenario`.
+ANSWER_MODES = ("auto", "accept", "reject", "ignore")
 
-    Returns: registered (per phone), established (per phone), closed (per phone), setup_seconds,
-    talk_seconds, the node's CDR (disposition, hangup side, answer/end), the recordings per phone
-    ({'enc': sent, 'dec': received}) with their lengths, and the phones' log tails on failure.
+
+async def call_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0, *,
+                        answer: str = "auto", hangup_by: str = "a", ring: float = 0.5) -> dict[str, Any]:
+    """Phone A (1001) calls phone B (1002) through a fresh node.
+
+    `answer`: 'auto' (B answers at once by itself), 'accept' (B rings `ring` seconds, then the
+    `accept` command), 'reject' (B rings, then hangs up before answering), 'ignore' (B rings and
+    A gives up after `ring` seconds: a CANCEL). An answered call lasts `seconds`, then the phone
+    named by `hangup_by` ('a' or 'b') hangs up.
+
+    Returns: registered, incoming (B saw the call), ringing (A heard ringing), established, closed
+    and closed_reason (baresip's words, e.g. '486 Busy Here'; each per phone), setup_seconds, talk_seconds, the node's CDR (disposition, hangup side and
+    cause, start/answer/end, how many), the recordings per phone ({'enc': what it sent, 'dec':
+    what it received}) and their lengths, the event types each phone reported, and on failure the
+    tails of the phones' logs.
     """
     from softswitch.events import CDR
     from tests.nodes import node_config, running_node
     from tests.peers import free_port
 
+    if answer not in ANSWER_MODES or hangup_by not in ("a", "b"):
+        raise ValueError(f"answer must be one of {ANSWER_MODES} and hangup_by 'a' or 'b'")
     users = [("1001", "pw-1001-secret"), ("1002", "pw-1002-secret")]
-    result: dict[str, Any] = {"registered": {}, "established": {}, "closed": {}, "recordings": {}}
+    per_phone = ("registered", "incoming", "ringing", "established", "closed")
+    result: dict[str, Any] = {key: {} for key in per_phone}
+    result.update(answer=answer, hangup_by=hangup_by, recordings={})
     async with running_node(node_config(workdir, users=users, transports=("udp",))) as node:
         cdrs: list[CDR] = []
         node.bus.subscribe(cdrs.append, CDR)
@@ -329,38 +347,29 @@ async def call_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float 
             "a": Baresip(PhoneSpec("a", "1001", users[0][1], registrar, free_port(), free_port(),
                                    (20000, 20099), mic_a), workdir / "phone-a"),
             "b": Baresip(PhoneSpec("b", "1002", users[1][1], registrar, free_port(), free_port(),
-                                   (20100, 20199), mic_b, auto_answer=True), workdir / "phone-b"),
+                                   (20100, 20199), mic_b, auto_answer=answer == "auto"), workdir / "phone-b"),
         }
+        a, b = phones["a"], phones["b"]
         try:
             for phone in phones.values():
                 await phone.start()
             for name, phone in phones.items():
                 result["registered"][name] = await registered(node, phone, 5.0)
-            a = phones["a"]
             if all(result["registered"].values()):
-                t0 = time.monotonic()
-                host, port = registrar
-                result["dial"] = await a.command("dial", f"sip:1002@{host}:{port}")
-                for name, phone in phones.items():
-                    ev = await phone.wait_event(CALL_ESTABLISHED, 5.0)
-                    result["established"][name] = ev is not None
-                if all(result["established"].values()):
-                    result["setup_seconds"] = round(time.monotonic() - t0, 3)
-                    await asyncio.sleep(seconds)
-                    t1 = time.monotonic()
-                    result["hangup"] = await a.command("hangup")
-                    for name, phone in phones.items():
-                        result["closed"][name] = await phone.wait_event(CALL_CLOSED, 5.0) is not None
-                    established_at = min(p.seen(CALL_ESTABLISHED)["at"] for p in phones.values())  # type: ignore[index]
-                    result["talk_seconds"] = round(t1 - established_at, 3)
-                    for _ in range(40):
-                        if cdrs:
-                            break
-                        await asyncio.sleep(0.05)
+                await _place_call(result, a, b, registrar, answer, hangup_by, seconds, ring)
+                for _ in range(40):
+                    if cdrs:
+                        break
+                    await asyncio.sleep(0.05)
         finally:
             for phone in phones.values():
                 await phone.stop()
         result["calls_left"] = len(node.b2bua)
+    for name, phone in phones.items():
+        result["incoming"][name] = phone.seen(CALL_INCOMING) is not None
+        result["ringing"][name] = phone.seen(CALL_RINGING) is not None
+        closed = phone.seen(CALL_CLOSED)
+        result.setdefault("closed_reason", {})[name] = str(closed.get("param", "")) if closed else ""
     if cdrs:
         cdr = cdrs[0]
         result["cdr"] = {"caller": cdr.caller, "callee": cdr.callee, "disposition": cdr.disposition,
@@ -372,19 +381,57 @@ async def call_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float 
         result.setdefault("recorded_seconds", {})[name] = {k: round(wav_seconds(v), 3) for k, v in recs.items()}
         result.setdefault("events", {})[name] = [e.get("type") for e in phone.events]
         result.setdefault("reginfo", {})[name] = phone.reginfo
-    ok = (all(result["registered"].values()) and all(result["established"].values())
-          and all(result["closed"].values()))
+    expect_answer = answer in ("auto", "accept")
+    ok = (all(result["registered"].values()) and all(result["closed"].values())
+          and (not expect_answer or all(result["established"].values())))
     if not ok:
         result["logs"] = {name: phone.log_tail() for name, phone in phones.items()}
     return result
 
 
-def run_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0,
-                 timeout: float = 40.0) -> dict[str, Any]:
-    """Run `call_scenario` under `unshare -n` from outside any namespace; its JSON result."""
+async def _place_call(result: dict[str, Any], a: Baresip, b: Baresip, registrar: tuple[str, int],
+                      answer: str, hangup_by: str, seconds: float, ring: float) -> None:
+    """The call itself, recording what happened into `result` (see `call_scenario`)."""
+    phones = {"a": a, "b": b}
+    t0 = time.monotonic()
+    host, port = registrar
+    result["dial"] = await a.command("dial", f"sip:1002@{host}:{port}")
+    if answer != "auto":
+        if await b.wait_event(CALL_INCOMING, 5.0) is None:
+            return
+        await asyncio.sleep(ring)
+        if answer == "accept":
+            result["accept"] = await b.command("accept")
+        elif answer == "reject":
+            result["reject"] = await b.command("hangup")
+        else:
+            result["cancel"] = await a.command("hangup")
+    if answer in ("reject", "ignore"):
+        for name, phone in phones.items():
+            result["closed"][name] = await phone.wait_event(CALL_CLOSED, 5.0) is not None
+            result["established"][name] = phone.seen(CALL_ESTABLISHED) is not None
+        return
+    for name, phone in phones.items():
+        result["established"][name] = await phone.wait_event(CALL_ESTABLISHED, 5.0) is not None
+    if not all(result["established"].values()):
+        return
+    result["setup_seconds"] = round(time.monotonic() - t0, 3)
+    await asyncio.sleep(seconds)
+    t1 = time.monotonic()
+    result["hangup"] = await phones[hangup_by].command("hangup")
+    for name, phone in phones.items():
+        result["closed"][name] = await phone.wait_event(CALL_CLOSED, 5.0) is not None
+    established_at = min(p.seen(CALL_ESTABLISHED)["at"] for p in phones.values())  # type: ignore[index]
+    result["talk_seconds"] = round(t1 - established_at, 3)
+
+
+def run_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0, *, answer: str = "auto",
+                 hangup_by: str = "a", ring: float = 0.5, timeout: float = 40.0) -> dict[str, Any]:
+    """Run `call_scenario` under `unshare -n` (from outside any namespace) and return its JSON result."""
     proc = subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "tests.baresip", "call", "--workdir", str(workdir),
-         "--mic-a", str(mic_a), "--mic-b", str(mic_b), "--seconds", str(seconds)],
+         "--mic-a", str(mic_a), "--mic-b", str(mic_b), "--seconds", str(seconds), "--answer", answer,
+         "--hangup-by", hangup_by, "--ring", str(ring)],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -404,13 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--workdir", type=Path, required=True)
     call.add_argument("--mic-a", type=Path, required=True)
     call.add_argument("--mic-b", type=Path, required=True)
-    call.add_argument("--seconds", type=float, default=3.0)
+    call.add_argument("--seconds", type=float, default=3.0, help="talk time of an answered call")
+    call.add_argument("--answer", choices=ANSWER_MODES, default="auto", help="what phone B does")
+    call.add_argument("--hangup-by", choices=("a", "b"), default="a")
+    call.add_argument("--ring", type=float, default=0.5, help="ringing before B (or A) acts")
     args = parser.parse_args(argv)
     if not in_private_netns():
         print("refusing to run: start this under `unshare -n` (baresip binds every address)", file=sys.stderr)
         return 2
     bring_loopback_up()
-    result = asyncio.run(call_scenario(args.workdir, args.mic_a, args.mic_b, args.seconds))
+    result = asyncio.run(call_scenario(args.workdir, args.mic_a, args.mic_b, args.seconds, answer=args.answer,
+                                       hangup_by=args.hangup_by, ring=args.ring))
     print(json.dumps(result))
     return 0
 

@@ -71,9 +71,15 @@ def best_alignment(recorded: np.ndarray, source: np.ndarray, window: float = 0.5
     return float(np.max(dots / np.maximum(norms, 1e-9)))
 
 
-def test_two_baresip_phones_register_call_through_the_switch_and_hear_each_other(tmp_path):
-    mic_a = chirp(tmp_path / "mic-a.wav", 300, 3000)
-    mic_b = chirp(tmp_path / "mic-b.wav", 3200, 400)
+@pytest.fixture(scope="module")
+def mics(tmp_path_factory) -> tuple[Path, Path]:
+    """The two microphones: an up-chirp for A, a down-chirp for B."""
+    folder = tmp_path_factory.mktemp("mics")
+    return chirp(folder / "mic-a.wav", 300, 3000), chirp(folder / "mic-b.wav", 3200, 400)
+
+
+def test_two_baresip_phones_register_call_through_the_switch_and_hear_each_other(tmp_path, mics):
+    mic_a, mic_b = mics
     talk = 2.0
     result = run_scenario(tmp_path / "run", mic_a, mic_b, seconds=talk)
     detail = {k: v for k, v in result.items() if k != "logs"}
@@ -101,3 +107,33 @@ def test_two_baresip_phones_register_call_through_the_switch_and_hear_each_other
     # And not their own microphone looped back: the chirps are unlike each other.
     assert best_alignment(heard_by_b, source_b) < 0.5
     assert best_alignment(heard_by_a, source_a) < 0.5
+
+
+def test_callee_answering_after_ringing_then_hanging_up_gives_an_answered_cdr_ended_by_the_callee(tmp_path, mics):
+    result = run_scenario(tmp_path / "run", *mics, seconds=1.0, answer="accept", hangup_by="b", ring=0.6)
+    assert result["incoming"]["b"] and result["ringing"]["a"], result  # 180 relayed to the caller
+    assert result["established"] == {"a": True, "b": True}, result
+    assert result["closed"] == {"a": True, "b": True}, result
+    cdr = result["cdr"]
+    assert cdr["disposition"] == "answered" and cdr["hangup_side"] == "callee", cdr
+    assert cdr["answer"] - cdr["start"] >= 0.5, cdr  # the ringing time is not billed
+    assert result["calls_left"] == 0
+
+
+def test_callee_rejecting_a_ringing_call_gives_the_caller_its_486_and_a_busy_cdr(tmp_path, mics):
+    result = run_scenario(tmp_path / "run", *mics, answer="reject", ring=0.3)
+    assert result["incoming"]["b"] and not any(result["established"].values()), result
+    assert result["closed"] == {"a": True, "b": True}, result
+    assert result["closed_reason"]["a"].startswith("486"), result["closed_reason"]
+    cdr = result["cdr"]
+    assert cdr["disposition"] == "busy" and cdr["answer"] is None and cdr["count"] == 1, cdr
+    assert result["calls_left"] == 0
+
+
+def test_caller_giving_up_while_it_rings_stops_the_callee_ringing_and_the_cdr_says_cancelled(tmp_path, mics):
+    result = run_scenario(tmp_path / "run", *mics, answer="ignore", ring=0.3)
+    assert result["incoming"]["b"] and not any(result["established"].values()), result
+    assert result["closed"] == {"a": True, "b": True}, result  # B stopped ringing: CANCEL relayed
+    cdr = result["cdr"]
+    assert cdr["disposition"] == "cancelled" and cdr["hangup_side"] == "caller" and cdr["answer"] is None, cdr
+    assert result["calls_left"] == 0
