@@ -45,6 +45,12 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _renice(increment: int) -> None:
+    if increment:
+        with contextlib.suppress(OSError):
+            os.nice(increment)
+
+
 def _pin(cpu: int) -> None:
     with contextlib.suppress(AttributeError, OSError):
         cpus = sorted(os.sched_getaffinity(0))
@@ -52,9 +58,10 @@ def _pin(cpu: int) -> None:
             os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
 
 
-def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True) -> None:
+def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0) -> None:
     """The system under test: one process, one event loop."""
     _raise_fd_limit()
+    _renice(nice)
     if pin:
         _pin(0)
     loop_name = "asyncio"
@@ -104,9 +111,10 @@ def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool
     asyncio.run(run())
 
 
-def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool) -> None:
+def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool, nice: int = 0) -> None:
     """Both phones of every call: paced senders and a receiver on one epoll loop."""
     _raise_fd_limit()
+    _renice(nice)
     if pin:
         _pin(1)
     legs = 2 * n
@@ -213,11 +221,11 @@ def cpu_pressure_us() -> int | None:
     return int(line.rsplit("total=", 1)[1])
 
 
-def run_baseline(n: int, seconds: float, warmup: float, pin: bool) -> dict[str, float | str]:
+def run_baseline(n: int, seconds: float, warmup: float, pin: bool, nice: int = 0) -> dict[str, float | str]:
     """The same load with no relay in the path: what the machine itself adds."""
     ctx = mp.get_context("spawn")
     l_parent, l_child = ctx.Pipe()
-    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin), daemon=True)
+    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin, nice), daemon=True)
     load.start()
     try:
         l_parent.recv()
@@ -234,12 +242,12 @@ def run_baseline(n: int, seconds: float, warmup: float, pin: bool) -> dict[str, 
     return res
 
 
-def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True) -> dict[str, float | str]:
+def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0) -> dict[str, float | str]:
     ctx = mp.get_context("spawn")
     r_parent, r_child = ctx.Pipe()
     l_parent, l_child = ctx.Pipe()
-    relay = ctx.Process(target=relay_main, args=(r_child, n, ports, pin, use_uvloop), daemon=True)
-    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin), daemon=True)
+    relay = ctx.Process(target=relay_main, args=(r_child, n, ports, pin, use_uvloop, nice), daemon=True)
+    load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin, nice), daemon=True)
     relay.start()
     load.start()
     try:
@@ -280,17 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ports", default="30000-34999", help="RTP port range for the relay")
     ap.add_argument("--baseline", action="store_true", help="also run each load without the relay (phones talk directly)")
     ap.add_argument("--no-uvloop", action="store_true", help="run the relay on the standard asyncio loop")
+    ap.add_argument("--nice", type=int, default=0, help="niceness increment for relay and load (e.g. -10 as root, as media servers run)")
     ap.add_argument("--pin", action="store_true", help="pin relay and load to different CPUs (only on an otherwise idle machine)")
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.counts.split(",") if x.strip()]
     load1 = os.getloadavg()[0]
-    print(f"# media relay benchmark: {os.cpu_count()} CPUs (load average {load1:.2f} before start), {args.seconds:.0f} s per run, 50 pps per direction per call, PCMU 20 ms")
+    print(
+        f"# media relay benchmark: {os.cpu_count()} CPUs (load average {load1:.2f} before start), {args.seconds:.0f} s per run, "
+        f"50 pps per direction per call, PCMU 20 ms, nice {args.nice:+d}{', pinned' if args.pin else ''}"
+    )
     print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}")
     for n in counts:
         runs = []
         if args.baseline:
-            runs.append(_timed(lambda n=n: run_baseline(n, args.seconds, args.warmup, args.pin)))
-        runs.append(_timed(lambda n=n: run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop)))
+            runs.append(_timed(lambda n=n: run_baseline(n, args.seconds, args.warmup, args.pin, args.nice)))
+        runs.append(_timed(lambda n=n: run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop, args.nice)))
         for r in runs:
             psi = r.get("psi")
             sent, recv = int(r["sent"]), int(r["received"])
