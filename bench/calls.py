@@ -15,7 +15,7 @@ minus RSS before the step). After the ladder the node is asked, on SIGTERM, for 
 transactions, calls, dialog index entries and client callbacks, before and after every SIP timer
 has fired; any left after the timers is a leak.
 
-    .venv/bin/python bench/calls.py [--rates 200,400,500,600,800,1000] [--calls 10000] [--hold 10]
+    .venv/bin/python bench/calls.py [--rates 300,400,500,550,600,700,800] [--calls 10000] [--hold 20]
 """
 
 from __future__ import annotations
@@ -319,9 +319,9 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="200,400,500,600,800,1000,1200")
+    parser.add_argument("--rates", default="300,400,500,550,600,700,800")
     parser.add_argument("--calls", type=int, default=10000, help="calls per step")
-    parser.add_argument("--hold", type=float, default=10.0, help="seconds each call stays up")
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds each call stays up")
     parser.add_argument("--users", type=int, default=2000, help="distinct calling users")
     args = parser.parse_args()
     for tool in ("sipp", "taskset"):

@@ -6,13 +6,19 @@ drives them therefore all live in that one namespace: this module is both the ha
 `Baresip` and `PhoneSpec`, usable from any asyncio code already inside a namespace) and the entry
 point that the tests start under `unshare -n`:
 
-    unshare -n python -m tests.baresip call --mic-a a.wav --mic-b b.wav --workdir DIR [--seconds 3]
+    unshare -n python -m tests.baresip call --mic-a a.wav --mic-b b.wav --workdir DIR \
+        [--seconds 3] [--answer auto|accept|reject|ignore] [--hangup-by a|b] [--ring 0.5]
 
 It brings the loopback up, starts a node in-process, two baresips with their own config folders
 (G.711, a WAV file as microphone, both audio directions recorded to WAV by the sndfile filter, JSON
-control over TCP by ctrl_tcp), has phone A call phone B (which answers automatically), talks for a
-few seconds, hangs up, and prints one JSON object on its last line of stdout (see `call_scenario`).
-`run_scenario` does the `unshare` from outside and parses that JSON.
+control over TCP by ctrl_tcp), has phone A call phone B (which answers by itself, accepts after
+ringing, rejects, or is given up on), talks for a few seconds, hangs up, and prints one JSON object
+on its last line of stdout (see `call_scenario`). `run_scenario` does the `unshare` from outside
+and parses that JSON.
+
+baresip 1.0 quirks this relies on: `net_interface` takes an address, not `lo`; REGISTER_OK may
+be sent before the control connection exists, so registration is read back with `reginfo`;
+sndfile names its files dump-<time>-enc.wav (sent) and -dec.wav (received).
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class NetstringReader:
         self._buf = b""
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the payloads now complete."""
         self._buf += data
         out: list[bytes] = []
         while True:
@@ -104,12 +111,14 @@ class PhoneSpec:
     regint: int = 600
 
     def account_line(self) -> str:
+        """The line of baresip's `accounts` file: digest credentials, answer mode, G.711 only."""
         host, port = self.registrar
         mode = ";answermode=auto" if self.auto_answer else ";answermode=manual"
         return (f"<sip:{self.user}@{host}:{port};transport=udp>;auth_user={self.user};auth_pass={self.password}"
                 f";regint={self.regint}{mode};audio_codecs=PCMU,PCMA;medianat=;mediaenc=\n")
 
     def config_text(self, record_dir: Path) -> str:
+        """baresip's `config` file: loopback only, no sound device, recordings in `record_dir`."""
         lines = [
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{self.sip_port}",
