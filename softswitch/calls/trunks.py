@@ -296,7 +296,7 @@ class OutboundAuth:
         if resp.status not in (401, 407):
             return None
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        challenges = resp.headers.get_all(header) if header != "WWW-Authenticate" else resp.headers.values(header)
+        challenges = resp.headers.values(header)  # one challenge per line: their commas are not lists
         if not challenges:
             return None
         stale = any(_is_stale(c) for c in challenges)
