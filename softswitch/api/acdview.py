@@ -53,7 +53,7 @@ def queue_rows(engine: AcdEngine, now: float, today: float | None = None) -> lis
             queues = a["queues"]
             if isinstance(queues, dict) and name in queues:
                 by_state[str(a["state"])] += 1
-        callers = [c for c in q["callers"] if not c["borrowed"]]  # type: ignore[union-attr, index]
+        callers = [c for c in q["callers"] if not c["borrowed"]]  # type: ignore[attr-defined, index]
         rows.append({
             "queue": name,
             "waiting": q["waiting"],

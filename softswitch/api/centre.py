@@ -3,7 +3,7 @@
 The node's ACD shell implements the protocol; the API only calls it and never reaches into the ACD.
 Methods may be plain or `async` (the API awaits any awaitable result). Raise `NotFound` for an
 unknown agent, call or queue, and `Conflict` for a request the current state does not allow; the API
-turns them into 404 and 409 answers (a `LookupError` or `ValueError` is treated the same way).
+turns them into 404 and 409 answers (and `NotSupported` into 501) (a `LookupError` or `ValueError` is treated the same way).
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     """The request is valid but the current state does not allow it (e.g. logging out twice)."""
+
+
+class NotSupported(Exception):
+    """This node cannot do that (yet): the API answers 501."""
 
 
 SUPERVISE_MODES = ("listen", "whisper", "barge")

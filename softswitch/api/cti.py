@@ -147,8 +147,8 @@ class CtiHub:
             self.bus.unqueue(self._events)
         if self._stats_soon is not None:
             self._stats_soon.cancel()
-        tasks = [t for t in (self._pump, self._ticker) if t is not None]
-        tasks += list(self._pops) + list(self._prefetch.values())
+        tasks: list[asyncio.Future[Any]] = [t for t in (self._pump, self._ticker) if t is not None]
+        tasks += [*self._pops, *self._prefetch.values()]
         for t in tasks:
             t.cancel()
         for t in tasks:

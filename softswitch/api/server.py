@@ -23,7 +23,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from softswitch.api.auth import ROLES, Principal, TokenTable, bearer
-from softswitch.api.centre import FORCE_STATES, SUPERVISE_MODES, Conflict, ContactCentre, NotFound
+from softswitch.api.centre import (
+    FORCE_STATES,
+    SUPERVISE_MODES,
+    Conflict,
+    ContactCentre,
+    NotFound,
+    NotSupported,
+)
 from softswitch.api.cti import CLOSE, Client, CtiHub, resolve
 from softswitch.api.docs import docs_page
 from softswitch.api.metrics import NodeMetrics
@@ -232,6 +239,8 @@ class ApiServer:
                                + (" or the agent's own token" if ep.own_agent else ""))
             try:
                 result = await ep.handler(request, principal)
+            except NotSupported as exc:
+                raise ApiError(501, "not_supported", _text(exc)) from None
             except (NotFound, LookupError) as exc:
                 raise ApiError(404, "not_found", _text(exc)) from None
             except (Conflict, ValueError) as exc:

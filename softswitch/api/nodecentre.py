@@ -1,0 +1,135 @@
+"""`NodeCentre`: the `ContactCentre` protocol over a running `Node` (its ACD centre, B2BUA and
+dialplan holder), so that `ApiServer(node, NodeCentre(node), config.api)` is all the node needs.
+
+Agent actions go to the node's ACD engine with wall-clock time and its decisions go through the
+centre's `apply` (published on the bus and executed: offers ring phones). Supervision needs the media
+mixer's listen/whisper/barge legs, which the call layer does not offer yet: it answers 501.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from softswitch.api.acdview import agent_rows, queue_rows
+from softswitch.api.centre import Conflict, NotFound, NotSupported
+
+if TYPE_CHECKING:
+    from softswitch.app import Node
+
+
+class NodeCentre:
+    """The API's view of a node's contact centre."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @property
+    def _engine(self) -> Any:
+        return self.node.centre.engine
+
+    def _known(self, agent: str) -> None:
+        if agent not in self.node.centre.agents:
+            raise NotFound(f"no agent {agent}")
+
+    def _state(self, agent: str) -> str:
+        self._known(agent)
+        return str(self._engine.agent_state(agent).value)
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def agent_login(self, agent: str) -> None:
+        if self._state(agent) != "offline":
+            raise Conflict(f"agent {agent} is already logged in")
+        self.node.centre.apply(self._engine.agent_logged_in(agent, time.time()))
+
+    def agent_logout(self, agent: str) -> None:
+        if self._state(agent) == "offline":
+            raise Conflict(f"agent {agent} is not logged in")
+        self.node.centre.apply(self._engine.agent_logged_out(agent, time.time()))
+
+    def agent_pause(self, agent: str, reason: str) -> None:
+        if self._state(agent) == "offline":
+            raise Conflict(f"agent {agent} must log in before pausing")
+        self.node.centre.apply(self._engine.agent_paused(agent, reason, time.time()))
+
+    def agent_ready(self, agent: str) -> None:
+        if self._state(agent) == "offline":
+            raise Conflict(f"agent {agent} must log in first")
+        self.node.centre.apply(self._engine.agent_ready(agent, time.time()))
+
+    def agent_state(self, agent: str) -> dict[str, Any]:
+        self._known(agent)
+        for row in agent_rows(self._engine, time.time()):
+            if row["agent"] == agent:
+                return row
+        raise NotFound(f"no agent {agent}")
+
+    def agents(self) -> list[dict[str, Any]]:
+        return agent_rows(self._engine, time.time())
+
+    def force_agent_state(self, agent: str, state: str, reason: str) -> None:
+        current = self._state(agent)
+        now = time.time()
+        engine = self._engine
+        if state == "offline":
+            decisions = engine.agent_logged_out(agent, now)
+        elif state == "available":
+            decisions = engine.agent_ready(agent, now)
+        else:
+            decisions = engine.agent_logged_in(agent, now) if current == "offline" else []
+            decisions += engine.agent_paused(agent, reason, now)
+        self.node.centre.apply(decisions)
+
+    # -- queues and calls -------------------------------------------------------------------
+
+    def queues(self) -> list[dict[str, Any]]:
+        return queue_rows(self._engine, time.time())
+
+    def move_caller(self, call_uuid: str, queue: str) -> dict[str, Any]:
+        centre = self.node.centre
+        if queue not in {q.name for q in self.node.config.queues}:
+            raise NotFound(f"no queue {queue}")
+        w = centre.waiting.get(call_uuid)
+        if w is None or self._engine.caller_state(call_uuid) != "waiting":
+            raise Conflict(f"call {call_uuid} is not waiting in a queue")
+        call = w.session.call
+        now = time.time()
+        # The engine has no move yet: leave and rejoin with the original join time (one wait).
+        decisions = self._engine.caller_left(call_uuid, now)
+        w.queue = queue
+        call.queue = queue
+        decisions += self._engine.caller_joined(call_uuid, queue, now, number=call.caller,
+                                                customer_id=call.customer_id, join_time=w.joined)
+        centre.apply(decisions)
+        return {"position": self._engine.position(call_uuid)}
+
+    def supervise(self, mode: str, supervisor: str, call_uuid: str) -> None:
+        if call_uuid not in self.node.b2bua.calls:
+            raise NotFound(f"no call {call_uuid}")
+        raise NotSupported(f"{mode} needs the media mixer's supervision legs, not wired into calls yet")
+
+    def hangup(self, call_uuid: str) -> bool:
+        return bool(self.node.b2bua.hangup(call_uuid, "admin"))
+
+    def list_calls(self) -> list[dict[str, Any]]:
+        return [
+            {"call_uuid": c.uuid, "caller": c.caller, "callee": c.callee, "state": c.state, "start": c.start,
+             "answer": c.answer, "queue": getattr(c, "queue", ""), "agent": getattr(c, "agent", ""),
+             "trunk": c.trunk, "did": c.did}
+            for c in self.node.b2bua.calls.values()
+        ]
+
+    def reload_dialplan(self) -> tuple[bool, list[str]]:
+        result = self.node.reload_dialplan("API")
+        return result.ok, list(result.errors)
+
+    def call_context(self, call_uuid: str) -> dict[str, Any] | None:
+        w = self.node.centre.waiting.get(call_uuid)
+        if w is None:
+            return None
+        call = w.session.call
+        interp = getattr(w.session, "interp", None)
+        variables = dict(getattr(interp, "variables", {}) or {})
+        return {"number": call.caller, "customer_id": call.customer_id, "queue": w.queue,
+                "variables": variables, "joined_at": w.joined}
