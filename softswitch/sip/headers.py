@@ -58,6 +58,9 @@ SINGLE_HEADERS: frozenset[str] = frozenset({
 
 def header_key(name: str) -> str:
     """The lookup key of a header name: lower-case full form."""
+    info = HEADER_INFO.get(name)
+    if info is not None:
+        return info[0]
     low = name.lower()
     return COMPACT_FORMS.get(low, low)
 
@@ -82,18 +85,21 @@ class Headers:
     Values are kept as raw text; structured values are parsed on access by the message.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "version")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         # Each entry is (key, name-as-serialised, value).
         self._items: list[tuple[str, str, str]] = [
             (header_key(n), canonical_name(n), _clean(v)) for n, v in items
         ]
+        # Bumped by every change, so messages can cache what they parsed out of the headers.
+        self.version = 0
 
     @classmethod
     def _from_triples(cls, triples: list[tuple[str, str, str]]) -> Headers:
         h = cls.__new__(cls)
         h._items = triples
+        h.version = 0
         return h
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -124,6 +130,7 @@ class Headers:
         """Replace every ``name`` header by one with ``value`` (at the first one's position)."""
         key = header_key(name)
         new = (key, canonical_name(name), _clean(value))
+        self.version += 1
         items = self._items
         for i, (k, _, _) in enumerate(items):
             if k == key:
@@ -136,6 +143,7 @@ class Headers:
         """Append a header, or insert it before the other headers of that name if ``first``."""
         key = header_key(name)
         new = (key, canonical_name(name), _clean(value))
+        self.version += 1
         if first:
             for i, (k, _, _) in enumerate(self._items):
                 if k == key:
@@ -146,6 +154,7 @@ class Headers:
     def remove(self, name: str) -> None:
         """Remove every header called ``name``."""
         key = header_key(name)
+        self.version += 1
         self._items = [t for t in self._items if t[0] != key]
 
     def remove_first(self, name: str) -> str | None:
@@ -154,6 +163,7 @@ class Headers:
         for i, (k, _, v) in enumerate(self._items):
             if k == key:
                 del self._items[i]
+                self.version += 1
                 return v
         return None
 
@@ -161,6 +171,13 @@ class Headers:
         """How many header lines called ``name`` there are."""
         key = header_key(name)
         return sum(1 for k, _, _ in self._items if k == key)
+
+    def key_counts(self) -> dict[str, int]:
+        """How many lines each header key has (one pass, for checks of many headers at once)."""
+        counts: dict[str, int] = {}
+        for k, _, _ in self._items:
+            counts[k] = counts.get(k, 0) + 1
+        return counts
 
     def items(self) -> Iterator[tuple[str, str]]:
         """(name, raw value) pairs in order."""

@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.headers import (
@@ -61,6 +62,8 @@ __all__ = [
     "parse_message",
     "unsupported_extensions",
 ]
+
+_T = TypeVar("_T")
 
 MAGIC_COOKIE = "z9hG4bK"
 DEFAULT_MAX_SIZE = 65536
@@ -130,7 +133,7 @@ class KeepAlive:
 class _Message:
     """Shared accessors of requests and responses. Structured values are parsed on each access."""
 
-    __slots__ = ("body", "headers", "version")
+    __slots__ = ("_cache", "body", "headers", "version")
 
     headers: Headers
     body: bytes
@@ -153,9 +156,28 @@ class _Message:
             raise SipParseError(f"Bad Request: malformed CSeq {raw[:40]!r}")
         return int(m.group(1)), m.group(2)
 
+    def _cached(self, name: str, parse: Callable[[], _T]) -> _T:
+        """A parsed header value, kept until the headers change (then parsed again).
+
+        Callers treat the result as read-only: to change a header, set it on ``headers``.
+        """
+        headers = self.headers
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        hit = cache.get(name)
+        if hit is not None and hit[0] is headers and hit[1] == headers.version:
+            return hit[2]  # type: ignore[no-any-return]
+        value = parse()
+        cache[name] = (headers, headers.version, value)
+        return value
+
     @property
     def vias(self) -> list[Via]:
         """Every Via entry, top first."""
+        return self._cached("vias", self._parse_vias)
+
+    def _parse_vias(self) -> list[Via]:
         out: list[Via] = []
         for v in self.headers.values("Via"):
             out.extend(parse_via(v))
@@ -164,12 +186,18 @@ class _Message:
     @property
     def top_via(self) -> Via | None:
         """The topmost Via entry, or None when there is no Via."""
+        return self._cached("top_via", self._parse_top_via)
+
+    def _parse_top_via(self) -> Via | None:
         raw = self.headers.get("Via")
         if raw is None:
             return None
         return parse_via(split_comma_list(raw)[0])[0]
 
     def _name_addr(self, name: str) -> NameAddr:
+        return self._cached(name, lambda: self._parse_name_addr(name))
+
+    def _parse_name_addr(self, name: str) -> NameAddr:
         raw = self.headers.get(name)
         if raw is None:
             raise SipParseError(f"Bad Request: missing {name}")
@@ -204,7 +232,8 @@ class _Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact entry (empty for none or for the '*' wildcard)."""
-        return [parse_name_addr(v) for v in self.headers.get_all("Contact") if v != "*"]
+        return self._cached("contacts", lambda: [parse_name_addr(v) for v in self.headers.get_all("Contact")
+                                                 if v != "*"])
 
     @property
     def routes(self) -> list[NameAddr]:
@@ -288,6 +317,7 @@ class Request(_Message):
         self.uri = str(uri)
         self.version = version
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
+        self._cache: dict[str, tuple[Headers, int, Any]] | None = None
         self.body = body
         self._ruri: tuple[str, SipURI | TelURI | AbsoluteURI] | None = None
 
@@ -324,6 +354,7 @@ class Response(_Message):
         self.reason = REASONS.get(status, "Unknown") if reason is None else reason
         self.version = version
         self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
+        self._cache: dict[str, tuple[Headers, int, Any]] | None = None
         self.body = body
 
     def _start_line(self) -> str:
@@ -636,13 +667,14 @@ def check_request_semantics(req: Request, *, supported: Iterable[str] = frozense
     node, so an OPTIONS with Max-Forwards 0 may be answered instead of 483.
     """
     h = req.headers
+    counts = h.key_counts()
     for name in _REQUIRED:
-        if name not in h:
+        if header_key(name) not in counts:
             return 400, f"Missing {name} header"
-    if h.count("Content-Length") > 1:
+    if counts.get("content-length", 0) > 1:
         return 400, "Multiple Content-Length headers"
     for key in SINGLE_HEADERS:
-        if h.count(key) > 1:
+        if counts.get(key, 0) > 1:
             return 400, f"Multiple {CANONICAL_NAMES[key]} headers"
     try:
         if req.ruri.scheme.lower() not in {s.lower() for s in uri_schemes}:
