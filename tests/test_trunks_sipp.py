@@ -239,3 +239,58 @@ async def test_a_silent_carrier_makes_the_registration_back_off_with_growing_int
         assert all(e.status == 408 for e in retrying)
     finally:
         silent.close()
+
+
+def carrier_invite(node: Node, client: UdpClient, number: str, call_id: str) -> bytes:
+    host, port = node.address("udp")
+    return (
+        f"INVITE sip:{number}@{host}:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {CARRIER_IP}:{client.port};branch=z9hG4bK{call_id};rport\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:0311112222@{CARRIER_IP}>;tag=t-{call_id}\r\n"
+        f"To: <sip:{number}@{host}>\r\n"
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        f"Contact: <sip:0311112222@{CARRIER_IP}:{client.port}>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def final_status(client: UdpClient, call_id: str, timeout: float = 3.0) -> int | None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        data = await client.recv(timeout=max(0.01, end - loop.time()))
+        if data is None:
+            return None
+        msg = parse_message(data)
+        if msg.call_id == call_id and getattr(msg, "status", 0) >= 180:
+            return msg.status
+    return None
+
+
+async def test_a_trunk_at_max_channels_refuses_the_next_call_with_503_and_unknown_dids_with_404(tmp_path):
+    users = make_users(2)
+    config = config_with_trunk(tmp_path, users, {
+        "host": CARRIER_IP, "addresses": [f"{CARRIER_IP}/32"], "max_channels": 1,
+        "dids": ["0355550001=u0001", "0355550002=u0001"],
+    })
+    async with trunk_node(config) as node:
+        phone_port = free_port()
+        await register_phone(node, tmp_path, users[1], phone_port)
+        phone = await start_sipp("uas_ring_until_cancel.xml", None, port=phone_port, timeout=20)
+        await asyncio.sleep(0.2)
+        client = await UdpClient.open(CARRIER_IP)
+        try:
+            client.send(carrier_invite(node, client, "0355550001", "first"), node.address("udp"))
+            assert await final_status(client, "first") == 180  # ringing: one channel in use
+            assert node.trunks.channels_in_use("carrier") == 1
+            client.send(carrier_invite(node, client, "0355550002", "second"), node.address("udp"))
+            assert await final_status(client, "second") == 503
+            client.send(carrier_invite(node, client, "0355550009", "third"), node.address("udp"))
+            assert await final_status(client, "third") == 404
+        finally:
+            client.close()
+    # Stopping the node cancelled the call still ringing at the phone.
+    result = await phone.wait()
+    assert result.returncode == 0 and result.successful == 1, result.explain()
