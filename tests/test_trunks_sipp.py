@@ -189,8 +189,9 @@ async def test_the_node_registers_to_the_carrier_answers_its_challenge_and_refre
                                  extra=["-key", "user", "acme", "-key", "password", "s3cret",
                                         "-trace_msg", "-message_file", str(trace)])
     await asyncio.sleep(0.2)
+    # A host name, as carriers usually give: looked up at start (A records, IPv4 first).
     config = config_with_trunk(tmp_path, make_users(1), {
-        "host": "127.0.0.1", "port": carrier_port, "username": "acme", "password": "s3cret",
+        "host": "localhost", "port": carrier_port, "username": "acme", "password": "s3cret",
         "register": True, "register_expires": 60,
     })
     events: list = []
@@ -207,6 +208,7 @@ async def test_the_node_registers_to_the_carrier_answers_its_challenge_and_refre
         gaps = [b.ts - a.ts for a, b in zip(registered, registered[1:], strict=False)]
         assert all(0.7 < gap < 1.9 for gap in gaps), gaps  # refreshed halfway through the 2 s grant
         assert node.trunks.registrations["carrier"].state == "registered"
+        assert node.trunks.resolved["carrier"] == "127.0.0.1"
     result = await registrar.wait()
     assert result.returncode == 0 and result.successful == 1, result.explain()
 

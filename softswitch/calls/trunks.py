@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -535,6 +536,9 @@ class Trunks:
         self.retry_max = 600.0
         self._timers: dict[str, Callable[[], None]] = {}
         self._stopped = False
+        # Trunk name -> IP address: hosts given by name are looked up (A/AAAA, no SRV) at start.
+        self.resolved: dict[str, str] = {t.name: t.host for t in self.router.trunks if _is_ip(t.host)}
+        self._lookups: set[asyncio.Task[None]] = set()
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -588,7 +592,11 @@ class Trunks:
         if self._full(trunk):
             self._refuse_busy(req)
             return True
-        dest = Addr(trunk.transport, trunk.host, trunk.port)
+        dest = self.dest_of(trunk)
+        if dest is None:
+            log.warning("trunk %s: %s not resolved yet, refusing the call", trunk.name, trunk.host)
+            self._refuse_busy(req)
+            return True
         withheld = route.number.presentation is Presentation.WITHHOLD
         contact = self.node.contact("anonymous" if withheld else route.presented(caller), dest)
         auth = None
@@ -610,29 +618,63 @@ class Trunks:
 
     # -- registrations -----------------------------------------------------------------------
 
+    def dest_of(self, trunk: Trunk) -> Addr | None:
+        """Where to send a trunk's requests; None while its host name is being looked up."""
+        ip = self.resolved.get(trunk.name)
+        return None if ip is None else Addr(trunk.transport, ip, trunk.port)
+
     def start(self) -> None:
-        """Register every trunk that has `register: true`."""
+        """Look up trunk host names, and register every trunk that has `register: true`."""
         for trunk in self.router.trunks:
-            if not trunk.register or not trunk.username or trunk.password is None:
+            if trunk.name in self.resolved:
+                self._register(trunk)
+            else:
+                task = asyncio.get_running_loop().create_task(self._lookup(trunk))
+                self._lookups.add(task)
+                task.add_done_callback(self._lookups.discard)
+
+    async def _lookup(self, trunk: Trunk) -> None:
+        """Resolve a trunk's host name (IPv4 first: the listeners usually are), retrying with the
+        registration back-off while DNS fails."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while not self._stopped:
+            try:
+                infos = await loop.getaddrinfo(trunk.host, trunk.port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                failures += 1
+                delay = min(self.retry_max, self.retry_base * 2 ** (failures - 1))
+                log.error("trunk %s: cannot resolve %s (%s), retrying in %.0f s", trunk.name, trunk.host, exc, delay)
+                await asyncio.sleep(delay)
                 continue
-            dest = Addr(trunk.transport, trunk.host, trunk.port)
-            host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-            port = "" if trunk.port == 5060 else f":{trunk.port}"
-            reg = TrunkRegistration(
-                trunk=trunk.name,
-                registrar=f"sip:{host}{port}",
-                aor=f"sip:{trunk.username}@{host}",
-                username=trunk.username,
-                password=trunk.password.get_secret_value(),
-                contact=self.node.contact(trunk.username, dest),
-                via=self.node.via(dest),
-                expires=trunk.register_expires,
-                retry_base=self.retry_base,
-                retry_max=self.retry_max,
-            )
-            self.registrations[trunk.name] = reg
-            self._send(reg, dest, reg.start(_now()))
-            self._publish(reg)
+            infos.sort(key=lambda info: info[0] != socket.AF_INET)
+            self.resolved[trunk.name] = str(infos[0][4][0])
+            log.info("trunk %s: %s is %s", trunk.name, trunk.host, self.resolved[trunk.name])
+            if not self._stopped:
+                self._register(trunk)
+            return
+
+    def _register(self, trunk: Trunk) -> None:
+        dest = self.dest_of(trunk)
+        if dest is None or not trunk.register or not trunk.username or trunk.password is None:
+            return
+        host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+        port = "" if trunk.port == 5060 else f":{trunk.port}"
+        reg = TrunkRegistration(
+            trunk=trunk.name,
+            registrar=f"sip:{host}{port}",
+            aor=f"sip:{trunk.username}@{host}",
+            username=trunk.username,
+            password=trunk.password.get_secret_value(),
+            contact=self.node.contact(trunk.username, dest),
+            via=self.node.via(dest),
+            expires=trunk.register_expires,
+            retry_base=self.retry_base,
+            retry_max=self.retry_max,
+        )
+        self.registrations[trunk.name] = reg
+        self._send(reg, dest, reg.start(_now()))
+        self._publish(reg)
 
     def stop(self) -> None:
         """Stop refreshing and un-REGISTER from carriers where registered."""
@@ -640,13 +682,16 @@ class Trunks:
         for cancel in self._timers.values():
             cancel()
         self._timers.clear()
+        for task in self._lookups:
+            task.cancel()
         for trunk in self.router.trunks:
             reg = self.registrations.get(trunk.name)
             if reg is None:
                 continue
             req = reg.stop(_now())
-            if req is not None:
-                self.node.send_request(req, Addr(trunk.transport, trunk.host, trunk.port), lambda resp: None)
+            dest = self.dest_of(trunk)
+            if req is not None and dest is not None:
+                self.node.send_request(req, dest, lambda resp: None)
             self._publish(reg)
 
     def _send(self, reg: TrunkRegistration, dest: Addr, req: Request) -> None:
@@ -696,6 +741,14 @@ class Trunks:
             ts=_wall(), trunk=reg.trunk, state=reg.state, status=reg.status, expires=reg.expires,
             retry_in=reg.retry_in,
         ))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _local(resp: Response) -> bool:
