@@ -58,7 +58,9 @@ def _pin(cpu: int) -> None:
             os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
 
 
-def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0) -> None:
+def relay_main(
+    conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0
+) -> None:
     """The system under test: one process, one event loop."""
     _raise_fd_limit()
     _renice(nice)
@@ -78,7 +80,9 @@ def relay_main(conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
-        backend = LocalMediaBackend(ADDRESS, ports, rtp_timeout=3600.0, check_interval=1.0, recordings_dir="/tmp")
+        backend = LocalMediaBackend(
+            ADDRESS, ports, rtp_timeout=3600.0, check_interval=1.0, recordings_dir="/tmp"
+        )
         gen_ports: list[int] = conn.recv()
         local = []
         for i, gp in enumerate(gen_ports):
@@ -207,7 +211,16 @@ def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool
         return added[min(len(added) - 1, int(p * len(added)))] / 1e6 if added else float("nan")
 
     cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (warmup + seconds + 0.55)
-    conn.send({"sent": sent, "received": received, "p50": pct(0.5), "p99": pct(0.99), "max": added[-1] / 1e6 if added else float("nan"), "cpu": cpu})
+    conn.send(
+        {
+            "sent": sent,
+            "received": received,
+            "p50": pct(0.5),
+            "p99": pct(0.99),
+            "max": added[-1] / 1e6 if added else float("nan"),
+            "cpu": cpu,
+        }
+    )
     for s in socks:
         s.close()
 
@@ -242,7 +255,9 @@ def run_baseline(n: int, seconds: float, warmup: float, pin: bool, nice: int = 0
     return res
 
 
-def run_once(n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0) -> dict[str, float | str]:
+def run_once(
+    n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0
+) -> dict[str, float | str]:
     ctx = mp.get_context("spawn")
     r_parent, r_child = ctx.Pipe()
     l_parent, l_child = ctx.Pipe()
@@ -282,14 +297,27 @@ def _timed(fn: Callable[[], dict[str, float | str]]) -> dict[str, float | str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--counts", default="100,200,500,1000", help="comma-separated numbers of concurrent calls")
+    ap.add_argument(
+        "--counts", default="100,200,500,1000", help="comma-separated numbers of concurrent calls"
+    )
     ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--ports", default="30000-34999", help="RTP port range for the relay")
-    ap.add_argument("--baseline", action="store_true", help="also run each load without the relay (phones talk directly)")
+    ap.add_argument(
+        "--baseline", action="store_true", help="also run each load without the relay (phones talk directly)"
+    )
     ap.add_argument("--no-uvloop", action="store_true", help="run the relay on the standard asyncio loop")
-    ap.add_argument("--nice", type=int, default=0, help="niceness increment for relay and load (e.g. -10 as root, as media servers run)")
-    ap.add_argument("--pin", action="store_true", help="pin relay and load to different CPUs (only on an otherwise idle machine)")
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness increment for relay and load (e.g. -10 as root, as media servers run)",
+    )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin relay and load to different CPUs (only on an otherwise idle machine)",
+    )
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.counts.split(",") if x.strip()]
     load1 = os.getloadavg()[0]
@@ -297,12 +325,20 @@ def main(argv: list[str] | None = None) -> int:
         f"# media relay benchmark: {os.cpu_count()} CPUs (load average {load1:.2f} before start), {args.seconds:.0f} s per run, "
         f"50 pps per direction per call, PCMU 20 ms, nice {args.nice:+d}{', pinned' if args.pin else ''}"
     )
-    print(f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}")
+    print(
+        f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}"
+    )
     for n in counts:
         runs = []
         if args.baseline:
             runs.append(_timed(lambda n=n: run_baseline(n, args.seconds, args.warmup, args.pin, args.nice)))
-        runs.append(_timed(lambda n=n: run_once(n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop, args.nice)))
+        runs.append(
+            _timed(
+                lambda n=n: run_once(
+                    n, args.seconds, args.warmup, args.ports, args.pin, not args.no_uvloop, args.nice
+                )
+            )
+        )
         for r in runs:
             psi = r.get("psi")
             sent, recv = int(r["sent"]), int(r["received"])

@@ -19,7 +19,15 @@ from media.ports import PortPoolExhausted
 from media.sdp import Negotiated, SessionDescription
 from softswitch.events import RecordingSaved
 
-__all__ = ["DtmfCallback", "LocalEndpoint", "MediaBackend", "PlaybackHandle", "PlaySource", "PortPoolExhausted", "TimeoutCallback"]
+__all__ = [
+    "DtmfCallback",
+    "LocalEndpoint",
+    "MediaBackend",
+    "PlaybackHandle",
+    "PlaySource",
+    "PortPoolExhausted",
+    "TimeoutCallback",
+]
 
 PlaySource = str | Path | npt.NDArray[np.int16]
 DtmfCallback = Callable[[str, DtmfDigit], object]  # (leg_id, digit)
@@ -75,7 +83,9 @@ class MediaBackend(abc.ABC):
         """Stop relaying for a leg and its partner."""
 
     @abc.abstractmethod
-    async def play(self, leg_id: str, source: PlaySource, *, loop: bool = False, barge_in: bool = False) -> PlaybackHandle:
+    async def play(
+        self, leg_id: str, source: PlaySource, *, loop: bool = False, barge_in: bool = False
+    ) -> PlaybackHandle:
         """Play a WAV file (any common format) or 8 kHz int16 samples; `barge_in` stops on a key press.
 
         Replaces whatever was playing to the leg. Raises OSError for a missing file and
@@ -91,7 +101,15 @@ class MediaBackend(abc.ABC):
         """Send digits as RFC 4733 events (or in-band tones when the peer did not offer them)."""
 
     @abc.abstractmethod
-    async def record_start(self, call_uuid: str, caller_leg: str, agent_leg: str | None = None, *, path: str | Path | None = None, stereo: bool = True) -> Path:
+    async def record_start(
+        self,
+        call_uuid: str,
+        caller_leg: str,
+        agent_leg: str | None = None,
+        *,
+        path: str | Path | None = None,
+        stereo: bool = True,
+    ) -> Path:
         """Start recording a call (caller left, agent right; or mono mixed). Returns the file path."""
 
     @abc.abstractmethod
@@ -107,7 +125,9 @@ class MediaBackend(abc.ABC):
         """Call `callback(leg_id)` once when a leg's RTP stops for the timeout; returns an unsubscribe."""
 
     @abc.abstractmethod
-    async def supervise(self, mode: SuperviseMode | str, supervisor_leg: str, agent_leg: str, caller_leg: str) -> None:
+    async def supervise(
+        self, mode: SuperviseMode | str, supervisor_leg: str, agent_leg: str, caller_leg: str
+    ) -> None:
         """Start (or change the mode of) supervision: listen, whisper or barge."""
 
     @abc.abstractmethod

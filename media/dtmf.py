@@ -48,7 +48,9 @@ class TelephoneEvent:
     duration: int  # in timestamp units
 
     def build(self) -> bytes:
-        return _EVENT.pack(self.event, (0x80 if self.end else 0) | (self.volume & 0x3F), self.duration & 0xFFFF)
+        return _EVENT.pack(
+            self.event, (0x80 if self.end else 0) | (self.volume & 0x3F), self.duration & 0xFFFF
+        )
 
     @classmethod
     def parse(cls, payload: bytes) -> TelephoneEvent:
@@ -94,7 +96,9 @@ class TelephoneEventReceiver:
         return out
 
     def _emit(self) -> DtmfDigit:
-        d = DtmfDigit(EVENT_CODES[self._current_event], self._current_duration * 1000 // self.clock_rate, "rfc4733")
+        d = DtmfDigit(
+            EVENT_CODES[self._current_event], self._current_duration * 1000 // self.clock_rate, "rfc4733"
+        )
         self._reported_ts = self._current_ts
         self._current_ts = None
         self._current_duration = 0
@@ -107,7 +111,9 @@ class TelephoneEventReceiver:
         return [self._emit()]
 
 
-def telephone_event_payloads(digit: str, duration_ms: int = 100, *, volume: int = 10, ptime_ms: int = 20, clock_rate: int = 8000) -> list[bytes]:
+def telephone_event_payloads(
+    digit: str, duration_ms: int = 100, *, volume: int = 10, ptime_ms: int = 20, clock_rate: int = 8000
+) -> list[bytes]:
     """The payloads to send for one key press, one per `ptime_ms`: updates, then three end packets.
 
     All share the RTP timestamp of the event start; the first carries the marker bit.
@@ -132,7 +138,9 @@ def goertzel(samples: npt.ArrayLike, freq: float, rate: int = 8000) -> float:
     return s1 * s1 + s2 * s2 - coeff * s1 * s2
 
 
-def dtmf_tone(digit: str, duration_ms: int, *, amplitude: float = 8000.0, rate: int = 8000, twist_db: float = 0.0) -> npt.NDArray[np.int16]:
+def dtmf_tone(
+    digit: str, duration_ms: int, *, amplitude: float = 8000.0, rate: int = 8000, twist_db: float = 0.0
+) -> npt.NDArray[np.int16]:
     """A DTMF tone as int16 samples (`twist_db` > 0 makes the column tone louder)."""
     digit = digit.upper()
     where = [(r, row.find(digit)) for r, row in enumerate(KEYPAD) if len(digit) == 1 and digit in row]

@@ -481,8 +481,12 @@ class LocalMediaBackend(MediaBackend):
             port = self.pool.allocate()  # raises PortPoolExhausted when every pair is taken
             leg = _Leg(self, leg_id, self.address, port)
             try:
-                transport, _ = await loop.create_datagram_endpoint(lambda leg=leg: leg, local_addr=(self.address, port))
-                await loop.create_datagram_endpoint(lambda leg=leg: leg.rtcp, local_addr=(self.address, port + 1))
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda leg=leg: leg, local_addr=(self.address, port)
+                )
+                await loop.create_datagram_endpoint(
+                    lambda leg=leg: leg.rtcp, local_addr=(self.address, port + 1)
+                )
                 if self.rcvbuf:
                     # a small receive buffer bounds how stale queued audio can get if the loop stalls:
                     # late voice is useless, so past ~0.8 s (16 KiB: 39 packets) the kernel drops rather than queues
@@ -562,7 +566,9 @@ class LocalMediaBackend(MediaBackend):
 
     # -- prompts ------------------------------------------------------------------------------
 
-    async def play(self, leg_id: str, source: PlaySource, *, loop: bool = False, barge_in: bool = False) -> PlaybackHandle:
+    async def play(
+        self, leg_id: str, source: PlaySource, *, loop: bool = False, barge_in: bool = False
+    ) -> PlaybackHandle:
         leg = self._leg(leg_id)
         if isinstance(source, np.ndarray):
             frames = encode_frames(source.astype(np.int16, copy=False), leg.codec)
@@ -585,7 +591,9 @@ class LocalMediaBackend(MediaBackend):
         loop = asyncio.get_running_loop()
         if leg.te_pt < 0:
             for d in digits:
-                tone = np.concatenate((dtmf_tone(d, duration_ms), np.zeros(FRAME_SAMPLES * 4, dtype=np.int16)))
+                tone = np.concatenate(
+                    (dtmf_tone(d, duration_ms), np.zeros(FRAME_SAMPLES * 4, dtype=np.int16))
+                )
                 await (await self.play(leg_id, tone)).wait()
             return
         leg.dtmf_sending = True
@@ -597,7 +605,10 @@ class LocalMediaBackend(MediaBackend):
                 t0 = loop.time()
                 for i, p in enumerate(payloads):
                     if leg.send_enabled and leg.transport is not None and leg.remote is not None:
-                        leg.transport.sendto(leg.sender.build_event(leg.te_pt, p, start_ts, loop.time(), marker=i == 0), leg.remote)
+                        leg.transport.sendto(
+                            leg.sender.build_event(leg.te_pt, p, start_ts, loop.time(), marker=i == 0),
+                            leg.remote,
+                        )
                     await asyncio.sleep(max(0.0, t0 + (i + 1) * _FRAME_SECONDS - loop.time()))
                 leg.sender.ts = (start_ts + max(FRAME_SAMPLES, duration_ms * 8)) & 0xFFFFFFFF
                 await asyncio.sleep(0.05)  # inter-digit pause
@@ -615,18 +626,33 @@ class LocalMediaBackend(MediaBackend):
             n += 1
         return p
 
-    async def record_start(self, call_uuid: str, caller_leg: str, agent_leg: str | None = None, *, path: str | Path | None = None, stereo: bool = True) -> Path:
+    async def record_start(
+        self,
+        call_uuid: str,
+        caller_leg: str,
+        agent_leg: str | None = None,
+        *,
+        path: str | Path | None = None,
+        stereo: bool = True,
+    ) -> Path:
         if call_uuid in self._recordings:
             return self._recordings[call_uuid].path
         legs = [self._leg(caller_leg), self._leg(agent_leg) if agent_leg else None]
         loop = asyncio.get_running_loop()
-        rec = _Recording(call_uuid, Path(path) if path else self._recording_path(call_uuid), legs, RecordingBuffer(loop.time(), stereo=stereo))
+        rec = _Recording(
+            call_uuid,
+            Path(path) if path else self._recording_path(call_uuid),
+            legs,
+            RecordingBuffer(loop.time(), stereo=stereo),
+        )
         await rec.writer.open()
         for party, leg in enumerate(legs):
             if leg is None:
                 continue
 
-            def tap(ssrc: int, ts: int, pcm: npt.NDArray[np.int16], arrival: float, party: int = party) -> None:
+            def tap(
+                ssrc: int, ts: int, pcm: npt.NDArray[np.int16], arrival: float, party: int = party
+            ) -> None:
                 rec.buffer.push(party, arrival, ssrc, ts, pcm)
 
             leg.taps.append(tap)
@@ -680,18 +706,26 @@ class LocalMediaBackend(MediaBackend):
 
     # -- supervision ----------------------------------------------------------------------------
 
-    async def supervise(self, mode: SuperviseMode | str, supervisor_leg: str, agent_leg: str, caller_leg: str) -> None:
+    async def supervise(
+        self, mode: SuperviseMode | str, supervisor_leg: str, agent_leg: str, caller_leg: str
+    ) -> None:
         mode = SuperviseMode(mode)
         sup = self._supervisions.get(supervisor_leg)
         if sup is not None:
             sup.mixer.mode = mode
             self._apply_supervision(sup)
             return
-        legs = {SUPERVISOR: self._leg(supervisor_leg), AGENT: self._leg(agent_leg), CALLER: self._leg(caller_leg)}
+        legs = {
+            SUPERVISOR: self._leg(supervisor_leg),
+            AGENT: self._leg(agent_leg),
+            CALLER: self._leg(caller_leg),
+        }
         sup = _Supervision(mode, legs)
         for party, leg in legs.items():
 
-            def tap(ssrc: int, ts: int, pcm: npt.NDArray[np.int16], arrival: float, party: str = party) -> None:
+            def tap(
+                ssrc: int, ts: int, pcm: npt.NDArray[np.int16], arrival: float, party: str = party
+            ) -> None:
                 sup.queues[party].append(pcm)
 
             leg.taps.append(tap)

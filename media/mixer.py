@@ -30,14 +30,20 @@ class SuperviseMode(StrEnum):
 _MATRIX: dict[SuperviseMode, dict[str, tuple[str, ...]]] = {
     SuperviseMode.LISTEN: {CALLER: (AGENT,), AGENT: (CALLER,), SUPERVISOR: (CALLER, AGENT)},
     SuperviseMode.WHISPER: {CALLER: (AGENT,), AGENT: (CALLER, SUPERVISOR), SUPERVISOR: (CALLER, AGENT)},
-    SuperviseMode.BARGE: {CALLER: (AGENT, SUPERVISOR), AGENT: (CALLER, SUPERVISOR), SUPERVISOR: (CALLER, AGENT)},
+    SuperviseMode.BARGE: {
+        CALLER: (AGENT, SUPERVISOR),
+        AGENT: (CALLER, SUPERVISOR),
+        SUPERVISOR: (CALLER, AGENT),
+    },
 }
 
 
 class Mixer:
     """A three-party mixer for one supervised call; `mode` may change between frames."""
 
-    def __init__(self, mode: SuperviseMode | str = SuperviseMode.LISTEN, frame_samples: int = FRAME_SAMPLES) -> None:
+    def __init__(
+        self, mode: SuperviseMode | str = SuperviseMode.LISTEN, frame_samples: int = FRAME_SAMPLES
+    ) -> None:
         self.mode = SuperviseMode(mode)
         self.frame_samples = frame_samples
 

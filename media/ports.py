@@ -8,7 +8,7 @@ class PortPoolExhausted(RuntimeError):
 
 
 def parse_port_range(spec: object) -> tuple[int, int]:
-    """"20000-20999", (20000, 20999) or an object with .start/.end (the config's PortRange) -> (lo, hi)."""
+    """ "20000-20999", (20000, 20999) or an object with .start/.end (the config's PortRange) -> (lo, hi)."""
     if isinstance(spec, tuple):
         lo, hi = spec
     elif hasattr(spec, "start") and hasattr(spec, "end"):

@@ -40,9 +40,18 @@ class RtpPacket:
             raise RtpError("payload type out of range")
         if len(self.csrcs) > 15:
             raise RtpError("at most 15 CSRCs")
-        b0 = (RTP_VERSION << 6) | (0x20 if self.padding else 0) | (0x10 if self.extension else 0) | len(self.csrcs)
+        b0 = (
+            (RTP_VERSION << 6)
+            | (0x20 if self.padding else 0)
+            | (0x10 if self.extension else 0)
+            | len(self.csrcs)
+        )
         b1 = (0x80 if self.marker else 0) | self.payload_type
-        parts = [RTP_HEADER.pack(b0, b1, self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF)]
+        parts = [
+            RTP_HEADER.pack(
+                b0, b1, self.sequence & 0xFFFF, self.timestamp & 0xFFFFFFFF, self.ssrc & 0xFFFFFFFF
+            )
+        ]
         parts.extend(struct.pack("!I", c) for c in self.csrcs)
         if self.extension is not None:
             profile, data = self.extension
@@ -132,9 +141,28 @@ class RtpSender:
     one continuous stream with a marker bit at each new talkspurt.
     """
 
-    __slots__ = ("_last_now", "_last_ts_in", "_seq_off", "_src", "_ts_off", "clock_rate", "octets", "packets", "seq", "ssrc", "ts")
+    __slots__ = (
+        "_last_now",
+        "_last_ts_in",
+        "_seq_off",
+        "_src",
+        "_ts_off",
+        "clock_rate",
+        "octets",
+        "packets",
+        "seq",
+        "ssrc",
+        "ts",
+    )
 
-    def __init__(self, ssrc: int | None = None, *, clock_rate: int = 8000, seq: int | None = None, ts: int | None = None) -> None:
+    def __init__(
+        self,
+        ssrc: int | None = None,
+        *,
+        clock_rate: int = 8000,
+        seq: int | None = None,
+        ts: int | None = None,
+    ) -> None:
         self.ssrc = random_ssrc() if ssrc is None else ssrc
         self.clock_rate = clock_rate
         rnd = os.urandom(6)
@@ -155,7 +183,9 @@ class RtpSender:
         gap = int(round((now - self._last_now) * self.clock_rate))
         return (self.ts + max(0, gap - 160)) & 0xFFFFFFFF if gap > 160 else self.ts
 
-    def build(self, payload_type: int, payload: bytes, samples: int, now: float, *, marker: bool = False) -> bytes:
+    def build(
+        self, payload_type: int, payload: bytes, samples: int, now: float, *, marker: bool = False
+    ) -> bytes:
         """Build the next locally generated packet carrying `samples` samples of audio."""
         if self._src is not None:
             self._src = None
@@ -171,9 +201,13 @@ class RtpSender:
         self.octets += len(payload)
         return hdr + payload
 
-    def build_event(self, payload_type: int, payload: bytes, ts: int, now: float, *, marker: bool = False) -> bytes:
+    def build_event(
+        self, payload_type: int, payload: bytes, ts: int, now: float, *, marker: bool = False
+    ) -> bytes:
         """Build an RFC 4733 event packet with an explicit timestamp (the event's start)."""
-        hdr = RTP_HEADER.pack(0x80, (0x80 if marker else 0) | payload_type, self.seq, ts & 0xFFFFFFFF, self.ssrc)
+        hdr = RTP_HEADER.pack(
+            0x80, (0x80 if marker else 0) | payload_type, self.seq, ts & 0xFFFFFFFF, self.ssrc
+        )
         self.seq = (self.seq + 1) & 0xFFFF
         self._last_now = now
         self.packets += 1
@@ -206,7 +240,21 @@ class RtpSender:
 class ReceiverStats:
     """Receiver statistics for one source (RFC 3550 A.1, A.3 and A.8) feeding RTCP reports."""
 
-    __slots__ = ("base_seq", "bad_seq", "clock_rate", "cycles", "expected_prior", "jitter", "last_sr_arrival", "last_sr_ntp", "max_seq", "received", "received_prior", "ssrc", "transit")
+    __slots__ = (
+        "base_seq",
+        "bad_seq",
+        "clock_rate",
+        "cycles",
+        "expected_prior",
+        "jitter",
+        "last_sr_arrival",
+        "last_sr_ntp",
+        "max_seq",
+        "received",
+        "received_prior",
+        "ssrc",
+        "transit",
+    )
 
     def __init__(self, clock_rate: int = 8000) -> None:
         self.clock_rate = clock_rate
@@ -326,7 +374,15 @@ class ReportBlock:
 
     def build(self) -> bytes:
         lost = self.cumulative_lost & 0xFFFFFF
-        return struct.pack("!IIIIII", self.ssrc, (self.fraction_lost << 24) | lost, self.highest_seq, self.jitter, self.lsr, self.dlsr)
+        return struct.pack(
+            "!IIIIII",
+            self.ssrc,
+            (self.fraction_lost << 24) | lost,
+            self.highest_seq,
+            self.jitter,
+            self.lsr,
+            self.dlsr,
+        )
 
     @classmethod
     def parse(cls, data: bytes, off: int) -> ReportBlock:
@@ -374,7 +430,9 @@ def _rtcp_header(pt: int, count: int, body_len: int) -> bytes:
 
 def build_sr(ssrc: int, sender: SenderInfo, reports: tuple[ReportBlock, ...] = ()) -> bytes:
     """A Sender Report."""
-    body = struct.pack("!IQII", ssrc, sender.ntp, sender.rtp_ts & 0xFFFFFFFF, sender.packets & 0xFFFFFFFF) + struct.pack("!I", sender.octets & 0xFFFFFFFF)
+    body = struct.pack(
+        "!IQII", ssrc, sender.ntp, sender.rtp_ts & 0xFFFFFFFF, sender.packets & 0xFFFFFFFF
+    ) + struct.pack("!I", sender.octets & 0xFFFFFFFF)
     body += b"".join(r.build() for r in reports[:31])
     return _rtcp_header(RTCP_SR, len(reports[:31]), len(body)) + body
 

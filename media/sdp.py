@@ -16,7 +16,14 @@ DEFAULT_TE_PT = 101
 PTIME_MS = 20
 
 # static payload types that we can name without an rtpmap (RFC 3551)
-_STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 9: ("G722", 8000), 18: ("G729", 8000)}
+_STATIC = {
+    0: ("PCMU", 8000),
+    8: ("PCMA", 8000),
+    3: ("GSM", 8000),
+    4: ("G723", 8000),
+    9: ("G722", 8000),
+    18: ("G729", 8000),
+}
 _SUPPORTED_AUDIO = ("PCMU", "PCMA")
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -104,11 +111,17 @@ class SessionDescription:
     timing: str = "0 0"
     attributes: list[tuple[str, str | None]] = field(default_factory=list)
     media: list[Media] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)  # session-level lines we do not interpret (i=, u=, e=, b=, ...)
+    other: list[str] = field(
+        default_factory=list
+    )  # session-level lines we do not interpret (i=, u=, e=, b=, ...)
 
     def serialize(self) -> str:
         """Serialise with CRLF line ends (RFC 4566 5)."""
-        lines = ["v=0", f"o={self.origin_user} {self.session_id} {self.session_version} {self.origin}", f"s={self.session_name or '-'}"]
+        lines = [
+            "v=0",
+            f"o={self.origin_user} {self.session_id} {self.session_version} {self.origin}",
+            f"s={self.session_name or '-'}",
+        ]
         lines.extend(self.other)
         if self.connection is not None:
             lines.append(f"c={self.connection}")
@@ -203,7 +216,9 @@ def parse(body: str | bytes) -> SessionDescription:
             port_s, _, count_s = parts[1].partition("/")
             if not port_s.isdigit() or int(port_s) > 65535 or (count_s and not count_s.isdigit()):
                 raise SdpError(f"bad m= port: {parts[1]!r}")
-            current = Media(parts[0], int(port_s), parts[2], parts[3:], port_count=int(count_s) if count_s else None)
+            current = Media(
+                parts[0], int(port_s), parts[2], parts[3:], port_count=int(count_s) if count_s else None
+            )
             sd.media.append(current)
         elif typ == "a":
             name, sep, val = value.partition(":")
@@ -260,7 +275,12 @@ class Negotiated:
         return self.remote_port + 1
 
 
-_ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+_ANSWER_DIRECTION = {
+    "sendrecv": "sendrecv",
+    "sendonly": "recvonly",
+    "recvonly": "sendonly",
+    "inactive": "inactive",
+}
 
 
 def _choose(m: Media, prefer: tuple[str, ...]) -> tuple[int, str, int | None] | None:
@@ -287,7 +307,9 @@ def _choose(m: Media, prefer: tuple[str, ...]) -> tuple[int, str, int | None] | 
     return audio_pt[0], audio_pt[1], te
 
 
-def unacceptable_reason(offer: SessionDescription, *, codecs: tuple[str, ...] = _SUPPORTED_AUDIO) -> str | None:
+def unacceptable_reason(
+    offer: SessionDescription, *, codecs: tuple[str, ...] = _SUPPORTED_AUDIO
+) -> str | None:
     """None when the offer has an audio stream we can accept; otherwise a 488 reason phrase."""
     audios = [m for m in offer.media if m.media == "audio" and m.port]
     if not audios:
@@ -389,12 +411,21 @@ def answer(
     neg = negotiate(offer_sd, codecs=codecs)
     assert neg is not None  # guaranteed by unacceptable_reason
     if hold:
-        neg = replace(neg, direction={"sendrecv": "sendonly", "recvonly": "inactive"}.get(neg.direction, neg.direction))
+        neg = replace(
+            neg, direction={"sendrecv": "sendonly", "recvonly": "inactive"}.get(neg.direction, neg.direction)
+        )
     conn = Connection(address, _addrtype(address))
     media: list[Media] = []
     used = False
     for m in offer_sd.media:
-        accept = not used and m.media == "audio" and m.port and m.proto.upper() == "RTP/AVP" and _choose(m, codecs) is not None and offer_sd.media_connection(m) is not None
+        accept = (
+            not used
+            and m.media == "audio"
+            and m.port
+            and m.proto.upper() == "RTP/AVP"
+            and _choose(m, codecs) is not None
+            and offer_sd.media_connection(m) is not None
+        )
         if not accept:
             # RFC 3264 6: a rejected stream keeps its m= line with port zero and a format from the offer
             media.append(Media(m.media, 0, m.proto, m.fmts[:1] or ["0"]))

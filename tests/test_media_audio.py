@@ -29,10 +29,26 @@ from media.recorder import RecordingBuffer
 def _wav(fmt_tag: int, channels: int, rate: int, bits: int, data: bytes, extensible: bool = False) -> bytes:
     align = channels * bits // 8
     if extensible:
-        fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * align, align, bits) + struct.pack("<HHI", 22, bits, 0) + struct.pack("<H", fmt_tag) + b"\x00" * 14
+        fmt = (
+            struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * align, align, bits)
+            + struct.pack("<HHI", 22, bits, 0)
+            + struct.pack("<H", fmt_tag)
+            + b"\x00" * 14
+        )
     else:
         fmt = struct.pack("<HHIIHH", fmt_tag, channels, rate, rate * align, align, bits)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"LIST" + struct.pack("<I", 3) + b"abc\x00" + b"data" + struct.pack("<I", len(data)) + data
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"LIST"
+        + struct.pack("<I", 3)
+        + b"abc\x00"
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -46,7 +62,13 @@ def _sine(rate: int, seconds: float, freq: float = 440.0, amp: float = 0.5) -> n
     [
         (1, 8, lambda x: (np.round(x * 127) + 128).astype(np.uint8).tobytes()),
         (1, 16, lambda x: (x * 32767).astype("<i2").tobytes()),
-        (1, 24, lambda x: b"".join(int(v).to_bytes(3, "little", signed=True) for v in (x * 8388607).astype(np.int64))),
+        (
+            1,
+            24,
+            lambda x: b"".join(
+                int(v).to_bytes(3, "little", signed=True) for v in (x * 8388607).astype(np.int64)
+            ),
+        ),
         (1, 32, lambda x: (x * 2147483647).astype("<i4").tobytes()),
         (3, 32, lambda x: x.astype("<f4").tobytes()),
         (3, 64, lambda x: x.astype("<f8").tobytes()),
@@ -72,7 +94,14 @@ def test_wav_reader_handles_extensible_stereo_and_truncated_data() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"RIFF\x00\x00\x00\x00WAVX", b"RIFF\x04\x00\x00\x00WAVE", _wav(2, 1, 8000, 4, b"\x00" * 10), _wav(1, 1, 8000, 12, b"\x00" * 10), _wav(1, 0, 8000, 16, b"")],
+    [
+        b"",
+        b"RIFF\x00\x00\x00\x00WAVX",
+        b"RIFF\x04\x00\x00\x00WAVE",
+        _wav(2, 1, 8000, 4, b"\x00" * 10),
+        _wav(1, 1, 8000, 12, b"\x00" * 10),
+        _wav(1, 0, 8000, 16, b""),
+    ],
 )
 def test_wav_reader_rejects_what_it_cannot_decode(data: bytes) -> None:
     with pytest.raises(WavError):
@@ -134,7 +163,11 @@ def test_normalised_xcorr_finds_lag_and_rejects_unrelated_signals() -> None:
 
 
 def _frames() -> dict[str, np.ndarray]:
-    return {CALLER: np.full(160, 100, np.int16), AGENT: np.full(160, 20, np.int16), SUPERVISOR: np.full(160, 3, np.int16)}
+    return {
+        CALLER: np.full(160, 100, np.int16),
+        AGENT: np.full(160, 20, np.int16),
+        SUPERVISOR: np.full(160, 3, np.int16),
+    }
 
 
 def test_listen_supervisor_hears_both_and_nobody_hears_the_supervisor() -> None:
@@ -154,7 +187,9 @@ def test_barge_everyone_hears_everyone_else() -> None:
 
 def test_mixer_saturates_and_treats_missing_or_short_frames_as_silence() -> None:
     m = Mixer("barge")
-    out = m.mix({CALLER: np.full(160, 30000, np.int16), AGENT: np.full(160, 30000, np.int16), SUPERVISOR: None})
+    out = m.mix(
+        {CALLER: np.full(160, 30000, np.int16), AGENT: np.full(160, 30000, np.int16), SUPERVISOR: None}
+    )
     assert out[SUPERVISOR][0] == 32767 and out[CALLER][0] == 30000
     out = m.mix({CALLER: np.full(80, -30000, np.int16), AGENT: np.full(160, -30000, np.int16)})
     assert out[SUPERVISOR][0] == -32768 and out[SUPERVISOR][100] == -30000
@@ -201,7 +236,9 @@ def test_recording_buffer_hands_out_each_sample_once_across_takes() -> None:
 def test_recording_buffer_rebases_when_a_source_jumps_its_timestamps() -> None:
     buf = RecordingBuffer(start=0.0, stereo=True, latency=0.0)
     buf.push(0, 0.02, 1, 0, np.full(160, 1, np.int16))
-    buf.push(0, 0.04, 1, 10_000_000, np.full(160, 1, np.int16))  # a wild jump must not create hours of silence
+    buf.push(
+        0, 0.04, 1, 10_000_000, np.full(160, 1, np.int16)
+    )  # a wild jump must not create hours of silence
     assert buf.take(0.1, final=True).size < 2 * 8000
 
 

@@ -50,7 +50,11 @@ def test_receiver_reports_each_press_once_despite_redundant_end_packets() -> Non
     for ts, digit in ((1000, "1"), (3000, "2"), (5000, "1")):
         for p in telephone_event_payloads(digit, 120):
             got += rx.feed(ts, p)
-    assert got == [DtmfDigit("1", 120, "rfc4733"), DtmfDigit("2", 120, "rfc4733"), DtmfDigit("1", 120, "rfc4733")]
+    assert got == [
+        DtmfDigit("1", 120, "rfc4733"),
+        DtmfDigit("2", 120, "rfc4733"),
+        DtmfDigit("1", 120, "rfc4733"),
+    ]
 
 
 def test_receiver_reports_a_press_whose_end_packets_were_all_lost() -> None:
@@ -94,10 +98,14 @@ def test_every_digit_of_the_grid_is_detected_once(digit: str) -> None:
 
 def test_detection_in_20ms_chunks_with_noise_and_twist() -> None:
     rng = np.random.default_rng(RNG_SEED)
-    sig = _with_gaps(dtmf_tone("3", 80, twist_db=4), dtmf_tone("9", 80, twist_db=-6), dtmf_tone("0", 200, amplitude=2000))
+    sig = _with_gaps(
+        dtmf_tone("3", 80, twist_db=4), dtmf_tone("9", 80, twist_db=-6), dtmf_tone("0", 200, amplitude=2000)
+    )
     sig = sig + rng.normal(0, 300, sig.size)  # about 20 dB SNR on the quiet digit
     det = InbandDtmfDetector()
-    got = [d.digit for i in range(0, sig.size, 160) for d in det.feed(sig[i : i + 160])] + [d.digit for d in det.flush()]
+    got = [d.digit for i in range(0, sig.size, 160) for d in det.feed(sig[i : i + 160])] + [
+        d.digit for d in det.flush()
+    ]
     assert got == ["3", "9", "0"]
 
 
@@ -110,8 +118,12 @@ def test_single_tones_dial_tone_and_speech_like_noise_are_not_digits() -> None:
     det = InbandDtmfDetector()
     assert det.feed(8000 * np.sin(2 * np.pi * 1000 * t)) == []  # test tone
     assert det.feed(8000 * np.sin(2 * np.pi * ROWS[0] * t)) == []  # a row tone alone
-    assert det.feed(4000 * np.sin(2 * np.pi * 350 * t) + 4000 * np.sin(2 * np.pi * 440 * t)) == []  # dial tone
-    assert det.feed(4000 * np.sin(2 * np.pi * 480 * t) + 4000 * np.sin(2 * np.pi * 620 * t)) == []  # busy tone
+    assert (
+        det.feed(4000 * np.sin(2 * np.pi * 350 * t) + 4000 * np.sin(2 * np.pi * 440 * t)) == []
+    )  # dial tone
+    assert (
+        det.feed(4000 * np.sin(2 * np.pi * 480 * t) + 4000 * np.sin(2 * np.pi * 620 * t)) == []
+    )  # busy tone
     rng = np.random.default_rng(RNG_SEED)
     assert det.feed(rng.normal(0, 4000, 80000)) == []
     # a chord of three grid tones (music) has no dominant pair

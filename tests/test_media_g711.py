@@ -28,7 +28,14 @@ def test_alaw_decode_matches_reference_values(code: int, linear: int) -> None:
 
 @pytest.mark.parametrize(
     ("linear", "ulaw", "alaw"),
-    [(0, 0xFF, 0xD5), (-1, 0x7E, 0x55), (32767, 0x80, 0xAA), (-32768, 0x00, 0x2A), (1000, 0xCE, 0xFA), (-1000, 0x4E, 0x7A)],
+    [
+        (0, 0xFF, 0xD5),
+        (-1, 0x7E, 0x55),
+        (32767, 0x80, 0xAA),
+        (-32768, 0x00, 0x2A),
+        (1000, 0xCE, 0xFA),
+        (-1000, 0x4E, 0x7A),
+    ],
 )
 def test_encoders_match_reference_codes(linear: int, ulaw: int, alaw: int) -> None:
     pcm = np.array([linear], dtype=np.int16)

@@ -81,12 +81,21 @@ def speechlike(seconds: float, seed: int = 1) -> np.ndarray:
 
 @pytest.fixture
 async def backend(tmp_path: Path):
-    b = LocalMediaBackend("127.0.0.1", "31000-31099", recordings_dir=tmp_path, bus=EventBus(), check_interval=0.1, rtp_timeout=0.5)
+    b = LocalMediaBackend(
+        "127.0.0.1",
+        "31000-31099",
+        recordings_dir=tmp_path,
+        bus=EventBus(),
+        check_interval=0.1,
+        rtp_timeout=0.5,
+    )
     yield b
     await b.close()
 
 
-async def test_two_phones_relay_through_backend_both_ways_with_rewritten_ssrc(backend: LocalMediaBackend) -> None:
+async def test_two_phones_relay_through_backend_both_ways_with_rewritten_ssrc(
+    backend: LocalMediaBackend,
+) -> None:
     a, b = await phone(), await phone()
     ea, eb = await backend.allocate("a"), await backend.allocate("b")
     assert ea.port % 2 == 0 and eb.port % 2 == 0
@@ -104,7 +113,9 @@ async def test_two_phones_relay_through_backend_both_ways_with_rewritten_ssrc(ba
     assert np.array_equal(b.audio(), g711.ulaw_decode(g711.ulaw_encode(tone[: 20 * 160])))
 
 
-async def test_relay_converts_pcmu_to_pcma_between_legs_with_different_laws(backend: LocalMediaBackend) -> None:
+async def test_relay_converts_pcmu_to_pcma_between_legs_with_different_laws(
+    backend: LocalMediaBackend,
+) -> None:
     a, b = await phone(), await phone()
     ea, _ = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a, "PCMU"))
@@ -119,7 +130,9 @@ async def test_relay_converts_pcmu_to_pcma_between_legs_with_different_laws(back
     assert c > 0.99
 
 
-async def test_symmetric_rtp_latches_to_the_source_address_instead_of_the_sdp_address(backend: LocalMediaBackend) -> None:
+async def test_symmetric_rtp_latches_to_the_source_address_instead_of_the_sdp_address(
+    backend: LocalMediaBackend,
+) -> None:
     natted, b = await phone(), await phone()
     ea, eb = await backend.allocate("a"), await backend.allocate("b")
     # the SDP names an unreachable private address; the packets come from `natted`
@@ -164,7 +177,9 @@ async def test_port_pool_exhaustion_raises_and_a_release_frees_a_pair(tmp_path: 
         await b.close()
 
 
-async def test_recording_of_a_relayed_call_matches_the_sent_audio(backend: LocalMediaBackend, tmp_path: Path) -> None:
+async def test_recording_of_a_relayed_call_matches_the_sent_audio(
+    backend: LocalMediaBackend, tmp_path: Path
+) -> None:
     a, b = await phone(), await phone()
     ea, eb = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a))
@@ -192,7 +207,9 @@ async def test_recording_of_a_relayed_call_matches_the_sent_audio(backend: Local
     assert cross_c < 0.3
 
 
-async def test_inband_dtmf_sent_as_rtp_audio_is_detected_and_reported_once(backend: LocalMediaBackend) -> None:
+async def test_inband_dtmf_sent_as_rtp_audio_is_detected_and_reported_once(
+    backend: LocalMediaBackend,
+) -> None:
     a = await phone()
     ea = await backend.allocate("a")
     await backend.set_remote("a", neg(a, te=None))  # no telephone-event: in-band detection is on
@@ -204,7 +221,9 @@ async def test_inband_dtmf_sent_as_rtp_audio_is_detected_and_reported_once(backe
     assert [(leg, d.digit, d.source) for leg, d in digits] == [("a", "7", "inband"), ("a", "#", "inband")]
 
 
-async def test_rfc4733_end_packets_are_reported_once_and_stop_a_barge_in_prompt(backend: LocalMediaBackend) -> None:
+async def test_rfc4733_end_packets_are_reported_once_and_stop_a_barge_in_prompt(
+    backend: LocalMediaBackend,
+) -> None:
     a = await phone()
     ea = await backend.allocate("a")
     await backend.set_remote("a", neg(a))
@@ -214,13 +233,17 @@ async def test_rfc4733_end_packets_are_reported_once_and_stop_a_barge_in_prompt(
     await asyncio.sleep(0.1)
     assert a.transport is not None
     for i, payload in enumerate(telephone_event_payloads("5", 100)):
-        a.transport.sendto(a.sender.build_event(101, payload, 1234, 0.0, marker=i == 0), ("127.0.0.1", ea.port))
+        a.transport.sendto(
+            a.sender.build_event(101, payload, 1234, 0.0, marker=i == 0), ("127.0.0.1", ea.port)
+        )
         await asyncio.sleep(0.005)
     assert await asyncio.wait_for(handle.wait(), 1.0) == "barge_in"
     assert digits == [DtmfDigit("5", 100, "rfc4733")]
 
 
-async def test_prompt_then_bridge_then_prompt_keeps_one_continuous_stream(backend: LocalMediaBackend, tmp_path: Path) -> None:
+async def test_prompt_then_bridge_then_prompt_keeps_one_continuous_stream(
+    backend: LocalMediaBackend, tmp_path: Path
+) -> None:
     a, b = await phone(), await phone()
     _, eb = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a))
@@ -246,7 +269,9 @@ async def test_prompt_then_bridge_then_prompt_keeps_one_continuous_stream(backen
     assert [i for i, p in enumerate(pkts) if p.marker] == [5, 10]
 
 
-async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(backend: LocalMediaBackend) -> None:
+async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(
+    backend: LocalMediaBackend,
+) -> None:
     caller, agent, sup = await phone(), await phone(), await phone()
     eps = {}
     for leg, p in (("c", caller), ("ag", agent), ("s", sup)):
@@ -261,7 +286,15 @@ async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(back
         tones = {"c": 500.0, "ag": 1000.0, "s": 1500.0}
         n = 0.4
         tt = np.arange(int(n * 8000)) / 8000
-        await asyncio.gather(*(p.stream((6000 * np.sin(2 * np.pi * tones[leg] * tt)).astype(np.int16), ("127.0.0.1", eps[leg].port)) for leg, p in (("c", caller), ("ag", agent), ("s", sup))))
+        await asyncio.gather(
+            *(
+                p.stream(
+                    (6000 * np.sin(2 * np.pi * tones[leg] * tt)).astype(np.int16),
+                    ("127.0.0.1", eps[leg].port),
+                )
+                for leg, p in (("c", caller), ("ag", agent), ("s", sup))
+            )
+        )
         await asyncio.sleep(0.1)
         out = {}
         for name, p in (("caller", caller), ("agent", agent), ("sup", sup)):
@@ -269,7 +302,9 @@ async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(back
             spec = np.abs(np.fft.rfft(x))
             f = np.fft.rfftfreq(x.size, 1 / 8000)
             for fr, who in ((500, "c"), (1000, "ag"), (1500, "s")):
-                out[f"{name}<-{who}"] = float(spec[np.abs(f - fr) < 20].max() / (spec.max() + 1e-9)) if x.size else 0.0
+                out[f"{name}<-{who}"] = (
+                    float(spec[np.abs(f - fr) < 20].max() / (spec.max() + 1e-9)) if x.size else 0.0
+                )
         return out
 
     heard = await talk("listen")
@@ -285,7 +320,9 @@ async def test_supervisor_listen_whisper_and_barge_route_audio_as_specified(back
 
 
 async def test_rtcp_sender_and_receiver_reports_are_sent_to_the_peer(tmp_path: Path) -> None:
-    b = LocalMediaBackend("127.0.0.1", "31300-31309", recordings_dir=tmp_path, check_interval=0.05, rtcp_interval=0.1)
+    b = LocalMediaBackend(
+        "127.0.0.1", "31300-31309", recordings_dir=tmp_path, check_interval=0.05, rtcp_interval=0.1
+    )
     try:
         loop = asyncio.get_running_loop()
         a = await phone()
@@ -348,7 +385,9 @@ async def test_hold_stops_sending_to_the_held_phone_and_resume_restarts(backend:
     assert len(a.received) == 5
 
 
-async def test_recording_can_stop_and_restart_mid_call_into_a_second_mono_file(backend: LocalMediaBackend) -> None:
+async def test_recording_can_stop_and_restart_mid_call_into_a_second_mono_file(
+    backend: LocalMediaBackend,
+) -> None:
     a, b = await phone(), await phone()
     ea, _ = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a))
@@ -367,7 +406,9 @@ async def test_recording_can_stop_and_restart_mid_call_into_a_second_mono_file(b
     assert ev1.sha256 != ev2.sha256
 
 
-async def test_a_key_press_whose_end_packets_are_lost_is_reported_by_the_timer(backend: LocalMediaBackend) -> None:
+async def test_a_key_press_whose_end_packets_are_lost_is_reported_by_the_timer(
+    backend: LocalMediaBackend,
+) -> None:
     a = await phone()
     ea = await backend.allocate("a")
     await backend.set_remote("a", neg(a))
@@ -380,7 +421,9 @@ async def test_a_key_press_whose_end_packets_are_lost_is_reported_by_the_timer(b
     assert got == [DtmfDigit("9", 80, "rfc4733")]
 
 
-async def test_send_dtmf_uses_rfc4733_events_or_inband_tones_as_negotiated(backend: LocalMediaBackend) -> None:
+async def test_send_dtmf_uses_rfc4733_events_or_inband_tones_as_negotiated(
+    backend: LocalMediaBackend,
+) -> None:
     a, b = await phone(), await phone()
     await backend.allocate("a")
     await backend.allocate("b")
@@ -394,7 +437,9 @@ async def test_send_dtmf_uses_rfc4733_events_or_inband_tones_as_negotiated(backe
     assert [d.digit for d in InbandDtmfDetector().feed(b.audio())] == ["4"]
 
 
-async def test_a_stray_source_cannot_hijack_a_phone_sending_from_its_signalled_address(backend: LocalMediaBackend) -> None:
+async def test_a_stray_source_cannot_hijack_a_phone_sending_from_its_signalled_address(
+    backend: LocalMediaBackend,
+) -> None:
     a, b, stray = await phone(), await phone(), await phone()
     ea, eb = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a))
@@ -409,7 +454,9 @@ async def test_a_stray_source_cannot_hijack_a_phone_sending_from_its_signalled_a
     assert stray.received == [] and backend.legs["a"].remote == ("127.0.0.1", a.port)
 
 
-async def test_relay_keeps_csrc_extension_and_padding_while_converting_the_law(backend: LocalMediaBackend) -> None:
+async def test_relay_keeps_csrc_extension_and_padding_while_converting_the_law(
+    backend: LocalMediaBackend,
+) -> None:
     a, b = await phone(), await phone()
     ea, _ = await backend.allocate("a"), await backend.allocate("b")
     await backend.set_remote("a", neg(a, "PCMU"))
@@ -421,5 +468,10 @@ async def test_relay_keeps_csrc_extension_and_padding_while_converting_the_law(b
     a.transport.sendto(pkt.build(), ("127.0.0.1", ea.port))
     await asyncio.wait_for(b.got.wait(), 1.0)
     got = b.received[0]
-    assert (got.payload_type, got.csrcs, got.extension, got.padding) == (8, (7, 8), (0xBEDE, b"\x10\xaa\x00\x00"), 4)
+    assert (got.payload_type, got.csrcs, got.extension, got.padding) == (
+        8,
+        (7, 8),
+        (0xBEDE, b"\x10\xaa\x00\x00"),
+        4,
+    )
     assert got.payload == payload.translate(g711.ULAW_TO_ALAW)

@@ -33,12 +33,28 @@ from media.rtp import (
 def test_minimal_packet_parses_known_bytes() -> None:
     data = bytes.fromhex("80e0 0102 00000a00 deadbeef".replace(" ", "")) + b"\xff" * 160
     p = RtpPacket.parse(data)
-    assert (p.payload_type, p.marker, p.sequence, p.timestamp, p.ssrc) == (96, True, 0x0102, 0xA00, 0xDEADBEEF)
+    assert (p.payload_type, p.marker, p.sequence, p.timestamp, p.ssrc) == (
+        96,
+        True,
+        0x0102,
+        0xA00,
+        0xDEADBEEF,
+    )
     assert p.payload == b"\xff" * 160 and p.csrcs == () and p.extension is None and p.padding == 0
 
 
 def test_csrc_extension_and_padding_round_trip() -> None:
-    p = RtpPacket(8, 65535, 2**32 - 1, 7, b"abc", marker=True, csrcs=(1, 2, 3), extension=(0xBEDE, b"\x10\x01\x00\x00"), padding=5)
+    p = RtpPacket(
+        8,
+        65535,
+        2**32 - 1,
+        7,
+        b"abc",
+        marker=True,
+        csrcs=(1, 2, 3),
+        extension=(0xBEDE, b"\x10\x01\x00\x00"),
+        padding=5,
+    )
     wire = p.build()
     assert wire[0] == 0x80 | 0x20 | 0x10 | 3
     assert len(wire) == 12 + 12 + 8 + 3 + 5
@@ -54,11 +70,22 @@ def test_csrc_extension_and_padding_round_trip() -> None:
     ssrc=st.integers(0, 0xFFFFFFFF),
     payload=st.binary(max_size=200),
     csrcs=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15),
-    ext=st.none() | st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=12).map(lambda b: b + b"\x00" * (-len(b) % 4))),
+    ext=st.none()
+    | st.tuples(st.integers(0, 0xFFFF), st.binary(max_size=12).map(lambda b: b + b"\x00" * (-len(b) % 4))),
     padding=st.integers(0, 255),
     marker=st.booleans(),
 )
-def test_any_valid_packet_round_trips(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, csrcs: list[int], ext: tuple[int, bytes] | None, padding: int, marker: bool) -> None:
+def test_any_valid_packet_round_trips(
+    pt: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    payload: bytes,
+    csrcs: list[int],
+    ext: tuple[int, bytes] | None,
+    padding: int,
+    marker: bool,
+) -> None:
     p = RtpPacket(pt, seq, ts, ssrc, payload, marker, tuple(csrcs), ext, padding)
     assert RtpPacket.parse(p.build()) == p
 
@@ -117,7 +144,9 @@ def test_sender_keeps_ssrc_sequence_and_timestamp_continuous_from_prompt_to_brid
     out = [RtpPacket.parse(s.build(0, b"\xff" * 160, 160, now=0.02 * i)) for i in range(3)]
     # the bridged source has its own ssrc/seq/ts; the far end must see none of it
     for i in range(3):
-        out.append(_relay(s, RtpPacket(0, 100 + i, 50_000 + 160 * i, 0x22222222, b"\x00" * 160), now=0.06 + 0.02 * i))
+        out.append(
+            _relay(s, RtpPacket(0, 100 + i, 50_000 + 160 * i, 0x22222222, b"\x00" * 160), now=0.06 + 0.02 * i)
+        )
     out += [RtpPacket.parse(s.build(0, b"\xff" * 160, 160, now=0.12 + 0.02 * i)) for i in range(2)]
     assert {p.ssrc for p in out} == {0x11111111}
     assert [p.sequence for p in out] == [65534, 65535, 0, 1, 2, 3, 4, 5]
@@ -174,7 +203,9 @@ def test_receiver_stats_resync_after_a_big_sequence_jump_on_the_second_packet() 
 
 
 def test_rtcp_compound_round_trips_sr_sdes_and_bye() -> None:
-    block = ReportBlock(ssrc=7, fraction_lost=12, cumulative_lost=-3, highest_seq=70000, jitter=44, lsr=0x1234, dlsr=0x10000)
+    block = ReportBlock(
+        ssrc=7, fraction_lost=12, cumulative_lost=-3, highest_seq=70000, jitter=44, lsr=0x1234, dlsr=0x10000
+    )
     info = SenderInfo(ntp=ntp_timestamp(1_700_000_000.5), rtp_ts=160, packets=50, octets=8000)
     wire = build_sr(1, info, (block,)) + build_sdes(1, "softswitch@127.0.0.1") + build_bye(1, "hangup")
     assert len(wire) % 4 == 0
@@ -193,7 +224,12 @@ def test_ntp_timestamp_of_the_unix_epoch() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\x80\xc9\x00", b"\x40\xc9\x00\x01" + b"\x00" * 4, b"\x81\xc9\x00\x01" + b"\x00" * 4, b"\x80\xc8\x00\x09" + b"\x00" * 8],
+    [
+        b"\x80\xc9\x00",
+        b"\x40\xc9\x00\x01" + b"\x00" * 4,
+        b"\x81\xc9\x00\x01" + b"\x00" * 4,
+        b"\x80\xc8\x00\x09" + b"\x00" * 8,
+    ],
 )
 def test_malformed_rtcp_raises_rtp_error(data: bytes) -> None:
     with pytest.raises(RtpError):

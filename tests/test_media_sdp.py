@@ -71,7 +71,9 @@ def test_codec_preference_can_restrict_to_pcmu() -> None:
 
 
 def test_dynamic_payload_type_with_rtpmap_is_recognised() -> None:
-    body = PHONE_OFFER.replace("RTP/AVP 9 8 0 101", "RTP/AVP 97 96").replace("a=rtpmap:9 G722/8000\r\n", "a=rtpmap:97 pcmu/8000\r\na=rtpmap:96 telephone-event/8000\r\n")
+    body = PHONE_OFFER.replace("RTP/AVP 9 8 0 101", "RTP/AVP 97 96").replace(
+        "a=rtpmap:9 G722/8000\r\n", "a=rtpmap:97 pcmu/8000\r\na=rtpmap:96 telephone-event/8000\r\n"
+    )
     neg = sdp.negotiate(sdp.parse(body))
     assert neg is not None and (neg.codec, neg.payload_type, neg.telephone_event_pt) == ("PCMU", 97, 96)
 
@@ -153,7 +155,12 @@ def test_our_offer_round_trips_and_negotiates_with_itself() -> None:
     text = o.serialize()
     assert "m=audio 20010 RTP/AVP 0 8 101\r\n" in text and "a=fmtp:101 0-16\r\n" in text
     neg = sdp.negotiate(sdp.parse(text))
-    assert neg is not None and (neg.codec, neg.telephone_event_pt, neg.remote_port, neg.remote_rtcp_port) == ("PCMU", 101, 20010, 20011)
+    assert neg is not None and (neg.codec, neg.telephone_event_pt, neg.remote_port, neg.remote_rtcp_port) == (
+        "PCMU",
+        101,
+        20010,
+        20011,
+    )
 
 
 def test_answer_can_put_the_other_side_on_hold() -> None:
@@ -163,10 +170,29 @@ def test_answer_can_put_the_other_side_on_hold() -> None:
 
 _SDP_LINES = st.sampled_from(
     [
-        "v=0", "o=- 1 1 IN IP4 192.0.2.1", "o=- 1 1 IN IP6 2001:db8::1", "s=-", "t=0 0", "c=IN IP4 192.0.2.1", "c=IN IP6 ::",
-        "c=IN IP4 0.0.0.0", "m=audio 4000 RTP/AVP 0 8 101", "m=audio 0 RTP/AVP 0", "m=video 5000 RTP/AVP 31",
-        "m=audio 4000/2 RTP/AVP 97", "a=rtpmap:97 PCMA/8000/1", "a=rtpmap:101 telephone-event/8000", "a=rtpmap:x y",
-        "a=sendonly", "a=inactive", "a=ptime:30", "a=ptime:abc", "a=fmtp:101 0-15", "b=AS:64", "i=x", "k=clear:x",
+        "v=0",
+        "o=- 1 1 IN IP4 192.0.2.1",
+        "o=- 1 1 IN IP6 2001:db8::1",
+        "s=-",
+        "t=0 0",
+        "c=IN IP4 192.0.2.1",
+        "c=IN IP6 ::",
+        "c=IN IP4 0.0.0.0",
+        "m=audio 4000 RTP/AVP 0 8 101",
+        "m=audio 0 RTP/AVP 0",
+        "m=video 5000 RTP/AVP 31",
+        "m=audio 4000/2 RTP/AVP 97",
+        "a=rtpmap:97 PCMA/8000/1",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=rtpmap:x y",
+        "a=sendonly",
+        "a=inactive",
+        "a=ptime:30",
+        "a=ptime:abc",
+        "a=fmtp:101 0-15",
+        "b=AS:64",
+        "i=x",
+        "k=clear:x",
     ]
 ) | st.text(max_size=30)
 

@@ -48,9 +48,13 @@ def test_openjtalk_renders_japanese_to_8k_speech_and_caches_it(tmp_path: Path) -
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
-async def test_espeak_renders_english_off_the_event_loop_and_second_call_hits_the_cache(tmp_path: Path) -> None:
+async def test_espeak_renders_english_off_the_event_loop_and_second_call_hits_the_cache(
+    tmp_path: Path,
+) -> None:
     r = TtsRenderer(tmp_path)
-    first, second = await asyncio.gather(r.render("Thank you for calling.", lang="en"), r.render("Thank you for calling.", lang="en"))
+    first, second = await asyncio.gather(
+        r.render("Thank you for calling.", lang="en"), r.render("Thank you for calling.", lang="en")
+    )
     assert first == second and r.misses == 1  # concurrent requests share one rendering
     _check_speech(first, 0.6, 4.0)
     assert await r.render("Thank you for calling.", lang="en") == first
@@ -69,7 +73,15 @@ def test_empty_text_is_an_error(tmp_path: Path) -> None:
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "softswitch.cli", "tts", *args], cwd=REPO, capture_output=True, text=True, timeout=60, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "softswitch.cli", "tts", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
 
 
 def test_cli_renders_a_japanese_greeting_to_a_wav_file(tmp_path: Path) -> None:

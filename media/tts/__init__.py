@@ -105,7 +105,9 @@ class TtsRenderer:
                 try:
                     kwargs["speed"] = float(job.voice)  # the only knob of the bundled voice
                 except ValueError:
-                    raise TtsError(f"openjtalk voice must be a speed factor like 1.2, got {job.voice!r}") from None
+                    raise TtsError(
+                        f"openjtalk voice must be a speed factor like 1.2, got {job.voice!r}"
+                    ) from None
             x, sr = pyopenjtalk.tts(job.text, **kwargs)
         # pyopenjtalk returns float64 in int16 units
         return Audio(np.asarray(x, dtype=np.float64).reshape(-1, 1) / 32768.0, int(sr))
@@ -139,7 +141,9 @@ class TtsRenderer:
         else:
             raw = dest.with_name(f".{dest.name}.{os.getpid()}.raw.wav")
             dest.parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(self._espeak_cmd(job, raw), input=text.encode(), capture_output=True, timeout=60, check=False)
+            proc = subprocess.run(
+                self._espeak_cmd(job, raw), input=text.encode(), capture_output=True, timeout=60, check=False
+            )
             if proc.returncode != 0 or not raw.exists():
                 raise TtsError(f"espeak-ng failed: {proc.stderr.decode(errors='replace').strip()}")
             try:
@@ -181,7 +185,12 @@ class TtsRenderer:
     async def _espeak_async(self, job: _Job, dest: Path) -> Audio:
         raw = dest.with_name(f".{dest.name}.{os.getpid()}.{id(job)}.raw.wav")
         await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
-        proc = await asyncio.create_subprocess_exec(*self._espeak_cmd(job, raw), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *self._espeak_cmd(job, raw),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(proc.communicate(job.text.encode()), 60)
         if proc.returncode != 0:
             raise TtsError(f"espeak-ng failed: {err.decode(errors='replace').strip()}")
@@ -218,5 +227,7 @@ def tts_main(text: str, output: str, *, lang: str = "ja", voice: str = "", rate:
     except OSError as e:
         print(f"softswitch tts: cannot write {out}: {e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"{out}: {(len(data) - 44) / 2 / rate:.2f} s at {rate} Hz ({ESPEAK if engine_for(lang) == ESPEAK else OPENJTALK})")
+    print(
+        f"{out}: {(len(data) - 44) / 2 / rate:.2f} s at {rate} Hz ({ESPEAK if engine_for(lang) == ESPEAK else OPENJTALK})"
+    )
     return 0
