@@ -188,6 +188,22 @@ class _Message:
         """The topmost Via entry, or None when there is no Via."""
         return self._cached("top_via", self._parse_top_via)
 
+    def replace_top_via(self, via: Via) -> None:
+        """Rewrite the topmost Via (e.g. received/rport stamped by the transport), keeping the
+        parsed values cached so nothing parses the Vias again."""
+        vias = self.vias
+        raw = self.headers.values("Via")
+        rest = split_comma_list(raw[0])[1:] + raw[1:] if raw else []
+        self.headers.remove("Via")
+        self.headers.add("Via", str(via))
+        for value in rest:
+            self.headers.add("Via", value)
+        headers = self.headers
+        cache = self._cache if self._cache is not None else {}
+        self._cache = cache
+        cache["top_via"] = (headers, headers.version, via)
+        cache["vias"] = (headers, headers.version, [via, *vias[1:]])
+
     def _parse_top_via(self) -> Via | None:
         raw = self.headers.get("Via")
         if raw is None:

@@ -15,7 +15,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import (
@@ -70,29 +70,21 @@ def stamp_via(req: Request, source: Addr, *, force_rport: bool = True) -> None:
     back to the address and port the request came from: phones of agents working from home sit
     behind NATs that only let those through.
     """
-    vias = req.vias
-    if not vias:
+    top = req.top_via
+    if top is None:
         return
-    top = vias[0]
     changed = False
     src_host = source.host
+    params = dict(top.params)
     if _bare_host(top.host).lower() != src_host.lower():
-        top.params["received"] = src_host
+        params["received"] = src_host
         changed = True
-    if "rport" in top.params or (force_rport and source.transport == "udp"):
-        top.params["rport"] = str(source.port)
-        top.params.setdefault("received", src_host)
+    if "rport" in params or (force_rport and source.transport == "udp"):
+        params["rport"] = str(source.port)
+        params.setdefault("received", src_host)
         changed = True
     if changed:
-        _replace_top_via(req, str(top))
-
-
-def _replace_top_via(req: Request, new_top: str) -> None:
-    raw = req.headers.get_all("Via")
-    req.headers.remove("Via")
-    req.headers.add("Via", new_top)
-    for rest in raw[1:]:
-        req.headers.add("Via", rest)
+        req.replace_top_via(replace(top, params=params))
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
