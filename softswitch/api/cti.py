@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from softswitch.api.auth import Principal
@@ -38,7 +38,12 @@ STATS_DEBOUNCE = 0.05  # queue statistics go out this soon after a change, coale
 STATS_EVERY = 1.0  # and at least this often while anyone listens (wait clocks move)
 HISTORY_LIMIT = 5
 HISTORY_TIMEOUT = 1.0
-CLOSE: Mapping[str, Any] = MappingProxyType({"kind": "_close"})  # not sent: tells the connection to close (going away)
+CLOSE = ""  # never a JSON message: tells the connection to close (going away)
+
+
+def dumps(message: Mapping[str, Any]) -> str:
+    """JSON text of a message (UTF-8 kept: Japanese names stay readable)."""
+    return json.dumps(message, ensure_ascii=False, default=str)
 
 
 async def resolve(value: T | Awaitable[T]) -> T:
@@ -57,7 +62,7 @@ class Client:
 
     principal: Principal
     kinds: frozenset[str] | None = None
-    queue: asyncio.Queue[Mapping[str, Any]] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))  # JSON texts
     calls: set[str] = field(default_factory=set)  # calls this agent is part of
     dropped: int = 0
 
@@ -100,10 +105,14 @@ class Client:
 
     def put(self, message: Mapping[str, Any]) -> None:
         """Queue a message for this client; when its queue is full the message is dropped."""
-        if message is CLOSE and self.queue.full():
+        self.put_text(dumps(message))
+
+    def put_text(self, text: str) -> None:
+        """Queue an already serialised message (one serialisation shared by every client)."""
+        if text == CLOSE and self.queue.full():
             self.queue.get_nowait()  # make room: closing matters more than one more event
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(text)
         except asyncio.QueueFull:
             self.dropped += 1
 
@@ -142,7 +151,7 @@ class CtiHub:
     async def stop(self) -> None:
         """Tell every listener the node is going away, stop reading the bus, cancel screen pops."""
         for client in list(self.clients):
-            client.put(CLOSE)
+            client.put_text(CLOSE)
         if self._events is not None:
             self.bus.unqueue(self._events)
         if self._stats_soon is not None:
@@ -201,10 +210,11 @@ class CtiHub:
                 task.cancel()
         if not self.clients:
             return
-        message = ev.to_dict()
+        text = ""
         for client in list(self.clients):
             if client.wants(ev.kind) and client.sees(ev):
-                client.put(message)
+                text = text or dumps(ev.to_dict())
+                client.put_text(text)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         """Run a screen pop or a statistics push as a task (they must never be left failing silently)."""
@@ -310,12 +320,14 @@ class CtiHub:
         if not clients:
             return
         queues = await resolve(self.centre.queues())
-        agents: list[dict[str, Any]] | None = None
         ts = self.clock()
+        plain = full = ""
         for c in clients:
-            message: dict[str, Any] = {"kind": "queue_stats", "ts": ts, "queues": queues}
             if c.principal.at_least("supervisor"):
-                if agents is None:
+                if not full:
                     agents = await resolve(self.centre.agents())
-                message["agents"] = agents
-            c.put(message)
+                    full = dumps({"kind": "queue_stats", "ts": ts, "queues": queues, "agents": agents})
+                c.put_text(full)
+            else:
+                plain = plain or dumps({"kind": "queue_stats", "ts": ts, "queues": queues})
+                c.put_text(plain)

@@ -379,10 +379,11 @@ class ApiServer:
                 if getter not in done:
                     getter.cancel()
                     break
-                if getter.result() is CLOSE:
+                text = getter.result()
+                if text == CLOSE:
                     await websocket.close(code=1001, reason="node stopping")
                     break
-                await websocket.send_text(json.dumps(getter.result(), ensure_ascii=False, default=str))
+                await websocket.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass
         finally:
