@@ -775,6 +775,25 @@ class LocalMediaBackend(MediaBackend):
             leg.mix_driven = False
             leg.update_relay()
 
+    # -- quality ------------------------------------------------------------------------------
+
+    def stats(self, leg_id: str) -> dict[str, float | int | str]:
+        """Per-leg media quality for CDRs and metrics: our receive statistics and the far end's last report."""
+        leg = self._leg(leg_id)
+        st = leg.stats
+        far = leg.rtcp_state.last_report
+        return {
+            "codec": leg.codec,
+            "packets_received": st.received,
+            "packets_lost": max(0, st.lost) if st.ssrc is not None else 0,
+            "jitter_ms": st.jitter / 8.0,
+            "packets_sent": leg.sender.packets,
+            "remote": f"{leg.remote[0]}:{leg.remote[1]}" if leg.remote else "",
+            "latched": int(leg.latched),
+            "remote_fraction_lost": (far.fraction_lost / 256.0) if far else 0.0,
+            "remote_jitter_ms": (far.jitter / 8.0) if far else 0.0,
+        }
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def release(self, leg_id: str) -> None:

@@ -107,6 +107,13 @@ async def test_two_phones_relay_through_backend_both_ways_with_rewritten_ssrc(
     await asyncio.sleep(0.1)
     assert len(b.received) == 20 and len(a.received) == 20
     assert {p.ssrc for p in b.received} == {backend.legs["b"].sender.ssrc}
+    st = backend.stats("a")
+    assert (st["packets_received"], st["packets_lost"], st["packets_sent"], st["codec"]) == (
+        20,
+        0,
+        20,
+        "PCMU",
+    )
     assert b.received[0].ssrc != a.sender.ssrc
     seqs = [p.sequence for p in b.received]
     assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
