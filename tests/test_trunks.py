@@ -15,15 +15,18 @@ from softswitch.calls.trunks import (
     TrunkRegistration,
     TrunkRegistrationChanged,
     TrunkRouter,
+    Trunks,
     calling_number,
     resend_with,
     shape_outbound,
 )
 from softswitch.config import Trunk
 from softswitch.events import Event
-from softswitch.sip.auth import compute_response, ha1, parse_auth_header
+from softswitch.security import Authenticator, Credentials
+from softswitch.sip.auth import DigestClient, compute_response, ha1, parse_auth_header
 from softswitch.sip.message import Request, Response, make_response
 from softswitch.yamlconf import ConfigError
+from tests.nodes import node_config
 
 USERS = ["1001", "01", "u0001", "alice"]
 
@@ -419,3 +422,31 @@ def test_the_registration_event_round_trips_through_its_dict():
     event = TrunkRegistrationChanged(ts=1.0, trunk="carrier", state="registered", status=200, expires=60)
     assert Event.from_dict(event.to_dict()) == event
 
+
+
+# -- recognising a carrier by its login -----------------------------------------------------------------
+
+
+def answered_invite(auth: Authenticator, username: str, password: str) -> Request:
+    req = invite("sip:0355550001@test.local")
+    challenge_resp = auth.authenticate(req, "198.51.100.9", 0.0)
+    assert isinstance(challenge_resp, Response) and challenge_resp.status == 401
+    value = DigestClient().authorization(challenge_resp.headers.values("WWW-Authenticate"), "INVITE", req.uri,
+                                         username, password)
+    again = resend_with(req, "Authorization", value)
+    return again
+
+
+def test_a_trunk_login_in_answer_to_the_challenge_identifies_the_trunk_but_a_user_id_never_does(tmp_path):
+    config = node_config(tmp_path, users=[("u0001", "pw1"), ("shared", "pw2")], trunks=[
+        {"name": "carrier", "host": "192.0.2.10", "username": "acme", "password": "s3cret"},
+        {"name": "clash", "host": "192.0.2.11", "username": "shared", "password": "trunkpw"},
+    ])
+    auth = Authenticator("test.local", [Credentials("u0001", "pw1"), Credentials("shared", "pw2")],
+                         secret=b"k" * 32, algorithms=("MD5",))
+    trunks = Trunks(None, config, publish=lambda e: None)  # type: ignore[arg-type]  # no calls placed
+    found = trunks.by_digest(answered_invite(auth, "acme", "s3cret"), auth, 0.0)
+    assert found is not None and found.name == "carrier"
+    assert trunks.by_digest(answered_invite(auth, "acme", "wrong"), auth, 0.0) is None
+    assert trunks.by_digest(answered_invite(auth, "shared", "trunkpw"), auth, 0.0) is None
+    assert trunks.by_digest(invite(), auth, 0.0) is None  # no credentials at all

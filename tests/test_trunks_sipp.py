@@ -121,6 +121,32 @@ async def test_the_same_invite_from_an_address_outside_the_trunk_is_challenged_l
         assert not [e for e in events if isinstance(e, CDR)]
 
 
+async def test_a_carrier_outside_the_addresses_that_answers_the_challenge_with_the_trunk_login_is_routed_by_did(
+        tmp_path):
+    users = make_users(2)
+    config = config_with_trunk(tmp_path, users, {
+        "host": CARRIER_IP, "addresses": [f"{CARRIER_IP}/32"], "dids": ["0355550001=u0001"],
+        "username": "acme", "password": "s3cret",
+    })
+    async with trunk_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        phone_port = free_port()
+        await register_phone(node, tmp_path, users[1], phone_port)
+        phone = await start_sipp("uas_answer.xml", None, port=phone_port, timeout=20)
+        await asyncio.sleep(0.2)
+        # uac_call.xml: INVITE, 401, INVITE with the injected credentials; From is field 0.
+        inf = tmp_path / "carrier.csv"
+        inf.write_text("SEQUENTIAL\n0311112222;[authentication username=acme password=s3cret];test.local\n")
+        carrier = await run_sipp("uac_call.xml", node.address("udp"), local_ip=STRANGER_IP, inf=inf,
+                                 service="0355550001", timeout=20)
+        assert carrier.returncode == 0 and carrier.successful == 1, carrier.explain()
+        answered = await phone.wait()
+        assert answered.returncode == 0 and answered.successful == 1, answered.explain()
+        (cdr,) = await wait_for(events, CDR)
+        assert (cdr.trunk, cdr.did, cdr.caller, cdr.callee) == ("carrier", "0355550001", "0311112222", "u0001")
+
+
 # -- (2) outbound --------------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ from softswitch.calls.b2bua import Target
 from softswitch.calls.numbers import JapaneseNumber, NumberError, Presentation, parse
 from softswitch.config import NodeConfig, Trunk
 from softswitch.events import Event, register_event
-from softswitch.sip.auth import AuthError, DigestClient, parse_auth_header
+from softswitch.sip.auth import AuthError, DigestClient, credentials_subject, ha1, parse_auth_header
 from softswitch.sip.message import Request, Response, make_response, new_call_id, new_tag
 from softswitch.sip.transaction import Addr
 from softswitch.sip.uri import SipURI, parse_name_addr
@@ -50,6 +50,7 @@ from softswitch.yamlconf import ConfigError
 if TYPE_CHECKING:
     from softswitch.calls.b2bua import B2BUA
     from softswitch.registrar import Registrar
+    from softswitch.security import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +540,7 @@ class Trunks:
         # Trunk name -> IP address: hosts given by name are looked up (A/AAAA, no SRV) at start.
         self.resolved: dict[str, str] = {t.name: t.host for t in self.router.trunks if _is_ip(t.host)}
         self._lookups: set[asyncio.Task[None]] = set()
+        self._by_username = {t.username: t for t in self.router.trunks if t.username and t.password is not None}
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -552,6 +554,30 @@ class Trunks:
     def recognise(self, source: Addr) -> Trunk | None:
         """The trunk whose `addresses` hold the request's source, or None (then it is a phone)."""
         return self.router.trunk_for_source(source.host)
+
+    def by_digest(self, req: Request, auth: Authenticator, now: float) -> Trunk | None:
+        """The trunk whose username and password the request's credentials prove, or None.
+
+        For carriers that send calls from addresses not listed in `addresses`: they answer the
+        node's ordinary challenge with the trunk's login. A user id always wins over a trunk
+        username (phones are never taken for carriers)."""
+        for value in req.headers.values("Authorization"):
+            subject = credentials_subject(value)
+            if subject is None:
+                continue
+            username, realm, _ = subject
+            trunk = self._by_username.get(username)
+            if trunk is None or trunk.password is None or username in self.router.users or realm != auth.realm:
+                continue
+            password = trunk.password.get_secret_value()
+
+            def lookup(user: str, realm_: str, algorithm: str, password: str = password) -> str | None:
+                return ha1(user, realm_, password, algorithm)
+
+            result = auth.digest.verify(req.method, value, lookup, now, body=req.body)
+            if result.ok:
+                return trunk
+        return None
 
     def identify(self, trunk: Trunk, req: Request) -> tuple[str, str]:
         """(DID, calling number) of an INVITE from `trunk`, both normalised."""
