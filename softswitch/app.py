@@ -20,6 +20,7 @@ import watchfiles
 from media.local import LocalMediaBackend
 from media.tts import TtsRenderer
 from softswitch.calls.b2bua import B2BUA, Target
+from softswitch.calls.features import FeatureCall, match_feature
 from softswitch.calls.session import CallSession, SessionServices
 from softswitch.calls.trunks import Trunks
 from softswitch.centre import ContactCentre
@@ -417,9 +418,9 @@ class Node:
             self.respond(resp)
             return
         wall = time.time()
-        trunk = self.trunks.recognise(source)
+        trunk = self.trunks.recognise(source) or self.trunks.by_digest(req, self.auth, wall)
         if trunk is not None:
-            # A carrier's address: trusted by IP, no digest; routed by DID.
+            # A carrier (by its address, or by the trunk's login in answer to our challenge): by DID.
             did, calling = self.trunks.identify(trunk, req)
             if not self._run_dialplan(req, source, calling, did, trunk=trunk.name, did=did):
                 self.trunks.inbound(req, source, trunk, wall)
@@ -430,6 +431,12 @@ class Node:
             return
         ruri = req.ruri
         callee = ruri.user if isinstance(ruri, SipURI) else None
+        feature = match_feature(self.config.features, callee) if callee else None
+        if feature is not None:
+            call = self.b2bua.accept(req, source, who, callee or "", _Deferred(lambda: fc))
+            fc = FeatureCall(self.sessions, call, self.centre, *feature)
+            fc.start()
+            return
         if callee is not None and self._run_dialplan(req, source, who, callee, user=who):
             return
         if callee is None or callee not in self._users:

@@ -189,6 +189,38 @@ class ContactCentre:
         if w is not None and w.connected:
             self.apply(self.engine.call_ended(caller, time.time()))
 
+    # -- agents and supervisors (feature codes, API) -----------------------------------------
+
+    def agent_action(self, agent: str, action: str, reason: str = "") -> str | None:
+        """login | logout | pause | ready for an agent; None when done, else why not."""
+        if agent not in self.agents:
+            return "not-an-agent"
+        now = time.time()
+        state = self.engine.agent_state(agent)
+        e = self.engine
+        if action == "login":
+            decisions = e.agent_logged_in(agent, now) if state == AgentState.OFFLINE else []
+            decisions += e.set_reachable(agent, bool(self.lookup_user(agent)), now)
+        elif state == AgentState.OFFLINE:
+            return "not-logged-in"
+        elif action == "logout":
+            decisions = e.agent_logged_out(agent, now)
+        elif action == "pause":
+            decisions = e.agent_paused(agent, reason or "break", now)
+        elif action == "ready":
+            decisions = e.agent_ready(agent, now)
+        else:
+            return "unknown-action"
+        self.apply(decisions)
+        return None
+
+    def session_of_agent(self, agent: str) -> CallSession | None:
+        """The call an agent is connected to right now, if any."""
+        for w in self.waiting.values():
+            if w.connected == agent and w.session.b_leg is not None:
+                return w.session
+        return None
+
     # -- decisions ---------------------------------------------------------------------------
 
     def apply(self, decisions: list[Decision]) -> None:

@@ -235,6 +235,32 @@ class ApiToken(_Strict):
     agent: str | None = None
 
 
+class FeatureCodes(_Strict):
+    """Codes agents and supervisors dial from their phones (the supervisor codes take the agent's
+    extension after them, e.g. *31 2001 to listen to agent 2001's call)."""
+
+    agent_login: str = Field("*21", pattern=r"^[*#0-9]{2,8}$")
+    agent_logout: str = Field("*22", pattern=r"^[*#0-9]{2,8}$")
+    agent_pause: str = Field("*23", pattern=r"^[*#0-9]{2,8}$")
+    agent_ready: str = Field("*24", pattern=r"^[*#0-9]{2,8}$")
+    listen: str = Field("*31", pattern=r"^[*#0-9]{2,8}$")
+    whisper: str = Field("*32", pattern=r"^[*#0-9]{2,8}$")
+    barge: str = Field("*33", pattern=r"^[*#0-9]{2,8}$")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeatureCodes:
+        codes = list(self.model_dump().values())
+        for a in codes:
+            for b in codes:
+                if a != b and b.startswith(a):
+                    raise PydanticCustomError("feature_codes", "feature code {a} is a prefix of {b}",
+                                              {"a": a, "b": b, "hint": "give every feature its own code"})
+        if len(set(codes)) != len(codes):
+            raise PydanticCustomError("feature_codes", "two features share a code",
+                                      {"hint": "give every feature its own code"})
+        return self
+
+
 class ApiSettings(_Strict):
     """The REST/WebSocket API listener and its tokens."""
 
@@ -391,6 +417,7 @@ class NodeConfig(_Strict):
     media: MediaSettings = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
     database: str = Field("sqlite:///var/softswitch.db", validate_default=True)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    features: FeatureCodes = Field(default_factory=FeatureCodes)
     directory: Directory = Field(default_factory=Directory)
     trunks: list[Trunk] = Field(default_factory=list)
     queues: list[QueueSettings] = Field(default_factory=list)

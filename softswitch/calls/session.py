@@ -78,7 +78,7 @@ class SessionServices:
 class CallSession:
     """One dialplan-driven call. Also the B2BUA's CallObserver for it."""
 
-    def __init__(self, services: SessionServices, call: Call, interpreter: Interpreter) -> None:
+    def __init__(self, services: SessionServices, call: Call, interpreter: Interpreter | None) -> None:
         self.s = services
         self.call = call
         self.interp = interpreter
@@ -122,6 +122,7 @@ class CallSession:
         self.task = asyncio.get_running_loop().create_task(self.run(), name=f"call-{self.call.uuid}")
 
     async def run(self) -> None:
+        assert self.interp is not None
         try:
             commands = self.interp.start(time.time())
             while True:
@@ -154,6 +155,7 @@ class CallSession:
 
     async def _guarded(self, cmd: c.Command) -> c.Result | None:
         """Run one command, cut short by the caller hanging up or the interpreter's deadline."""
+        assert self.interp is not None
         work = asyncio.ensure_future(self._execute(cmd))
         ended = asyncio.ensure_future(self.ended.wait())
         deadline = self.interp.deadline

@@ -1,0 +1,90 @@
+"""Feature codes dialled from phones: agents log in, log out, pause and get ready; supervisors
+listen to, whisper to or barge into an agent's call (`*31` + the agent's extension).
+
+Each is a short call the switch answers itself: it does the action, says so in Japanese, and
+hangs up; a supervisor's call stays up, mixed into the agent's call, until either side hangs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from softswitch.calls.session import CallSession, SessionServices
+from softswitch.config import FeatureCodes
+
+if TYPE_CHECKING:
+    from softswitch.calls.b2bua import Call
+    from softswitch.centre import ContactCentre
+
+log = logging.getLogger(__name__)
+
+AGENT_ACTIONS = {"agent_login": "login", "agent_logout": "logout", "agent_pause": "pause",
+                 "agent_ready": "ready"}
+SUPERVISOR_MODES = {"listen": "listen", "whisper": "whisper", "barge": "barge"}
+SAID = {
+    "login": "ログインしました。", "logout": "ログアウトしました。", "pause": "離席中にしました。",
+    "ready": "受付可能にしました。", "not-an-agent": "この内線はエージェントとして登録されていません。",
+    "not-logged-in": "先にログインしてください。", "no-call": "そのエージェントは通話中ではありません。",
+}
+
+
+def match_feature(codes: FeatureCodes, dialled: str) -> tuple[str, str] | None:
+    """(feature, argument) when the dialled number starts with a feature code."""
+    for feature, code in codes.model_dump().items():
+        if dialled.startswith(code):
+            return feature, dialled[len(code):]
+    return None
+
+
+class FeatureCall(CallSession):
+    """One feature-code call."""
+
+    def __init__(self, services: SessionServices, call: Call, centre: ContactCentre, feature: str,
+                 argument: str) -> None:
+        super().__init__(services, call, None)
+        self.centre = centre
+        self.feature = feature
+        self.argument = argument
+
+    async def run(self) -> None:
+        try:
+            await self.answer()
+            user = self.call.caller
+            if self.feature in AGENT_ACTIONS:
+                action = AGENT_ACTIONS[self.feature]
+                problem = self.centre.agent_action(user, action, reason="phone")
+                log.info("feature %s by %s: %s", self.feature, user, problem or "done")
+                await self.say(SAID[problem or action])
+            else:
+                await self._supervise(SUPERVISOR_MODES[self.feature], self.argument)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("feature call %s failed", self.call.uuid)
+        finally:
+            if not self.ended.is_set():
+                self._hangup("normal_clearing")
+            await self._cleanup()
+
+    async def say(self, text: str) -> None:
+        path = await self.s.tts.render(text, lang="ja")
+        await self._play(path, False)
+
+    async def _supervise(self, mode: str, agent: str) -> None:
+        target = self.centre.session_of_agent(agent)
+        if target is None or target.b_leg is None:
+            await self.say(SAID["no-call"])
+            return
+        log.info("%s: %s on agent %s's call %s", self.call.caller, mode, agent, target.call.uuid)
+        await self.s.media.supervise(mode, self.a_leg, target.b_leg, target.a_leg)
+        try:
+            waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(target.ended.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.s.media.unsupervise(self.a_leg)
