@@ -38,6 +38,12 @@ def queue_rows(engine: AcdEngine, now: float, today: float | None = None) -> lis
     member agents by state."""
     today = day_start(now) if today is None else today
     snap = engine.snapshot(now)
+    by_queue: dict[str, dict[str, int]] = {}
+    for a in snap["agents"]:  # one pass over the agents, whatever the number of queues
+        queues = a["queues"]
+        for name in queues if isinstance(queues, dict) else ():
+            counts = by_queue.setdefault(name, dict.fromkeys(STATES, 0))
+            counts[str(a["state"])] += 1
     rows: list[dict[str, Any]] = []
     for q in snap["queues"]:
         name = str(q["queue"])
@@ -48,11 +54,7 @@ def queue_rows(engine: AcdEngine, now: float, today: float | None = None) -> lis
                 answered += r.answered
                 abandoned += r.abandoned
                 within += r.answered_within
-        by_state = dict.fromkeys(STATES, 0)
-        for a in snap["agents"]:
-            queues = a["queues"]
-            if isinstance(queues, dict) and name in queues:
-                by_state[str(a["state"])] += 1
+        by_state = by_queue.get(name) or dict.fromkeys(STATES, 0)
         callers = [c for c in q["callers"] if not c["borrowed"]]  # type: ignore[attr-defined, index]
         rows.append({
             "queue": name,

@@ -38,6 +38,9 @@ STATS_DEBOUNCE = 0.05  # queue statistics go out this soon after a change, coale
 STATS_EVERY = 1.0  # and at least this often while anyone listens (wait clocks move)
 HISTORY_LIMIT = 5
 HISTORY_TIMEOUT = 1.0
+MAX_PREFETCH = 10_000  # histories looked up ahead for waiting callers
+# Queue events after which a caller's prefetched history is no longer needed (a new 'joined' refetches).
+_LEFT_QUEUE = frozenset({"answered", "abandoned", "overflowed", "rejected"})
 CLOSE = ""  # never a JSON message: tells the connection to close (going away)
 
 
@@ -137,7 +140,7 @@ class CtiHub:
         self._pump: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._stats_soon: asyncio.TimerHandle | None = None
-        self._pops: set[asyncio.Task[None]] = set()
+        self._pops: set[asyncio.Future[Any]] = set()
         self._prefetch: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
         self.screen_pops = 0
 
@@ -157,7 +160,7 @@ class CtiHub:
         if self._stats_soon is not None:
             self._stats_soon.cancel()
         tasks: list[asyncio.Future[Any]] = [t for t in (self._pump, self._ticker) if t is not None]
-        tasks += [*self._pops, *self._prefetch.values()]
+        tasks += list(self._pops)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -201,13 +204,13 @@ class CtiHub:
                 self._start_prefetch(ev.call_uuid)
             elif ev.event == "offered" and ev.agent:
                 self._spawn(self._screen_pop(ev))
+            elif ev.event in _LEFT_QUEUE:
+                self._drop_prefetch(ev.call_uuid)
             self._stats_changed()
         elif isinstance(ev, AgentStateChanged):
             self._stats_changed()
         elif isinstance(ev, CallEnded):
-            task = self._prefetch.pop(ev.call_uuid, None)
-            if task is not None:
-                task.cancel()
+            self._drop_prefetch(ev.call_uuid)
         if not self.clients:
             return
         text = ""
@@ -236,12 +239,21 @@ class CtiHub:
         """Look the caller's history up while they wait, so the screen pop needs no database trip."""
         if call_uuid in self._prefetch:
             return
+        if len(self._prefetch) >= MAX_PREFETCH:  # callers whose end was never seen: forget the oldest
+            self._drop_prefetch(next(iter(self._prefetch)))
 
         async def fetch() -> list[dict[str, Any]]:
             ctx = await self._context(call_uuid)
             return await self._history(call_uuid, str(ctx.get("number") or ""), str(ctx.get("customer_id") or ""))
 
-        self._prefetch[call_uuid] = asyncio.ensure_future(fetch())
+        task = asyncio.ensure_future(fetch())
+        self._prefetch[call_uuid] = task
+        self._pops.add(task)  # tracked until done, even once dropped from the map, so stop() ends it
+        task.add_done_callback(self._pops.discard)
+
+    def _drop_prefetch(self, call_uuid: str) -> None:
+        # Not cancelled: a screen pop may be awaiting it; it ends within HISTORY_TIMEOUT anyway.
+        self._prefetch.pop(call_uuid, None)
 
     async def _history(self, call_uuid: str, number: str, customer_id: str) -> list[dict[str, Any]]:
         lookup = self.history()
