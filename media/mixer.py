@@ -6,7 +6,9 @@ returns what each party hears. Nobody ever hears their own voice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 import numpy as np
 import numpy.typing as npt
@@ -27,15 +29,17 @@ class SuperviseMode(StrEnum):
 
 
 # who hears whom, per mode: listener -> the parties mixed into what they hear
-_MATRIX: dict[SuperviseMode, dict[str, tuple[str, ...]]] = {
-    SuperviseMode.LISTEN: {CALLER: (AGENT,), AGENT: (CALLER,), SUPERVISOR: (CALLER, AGENT)},
-    SuperviseMode.WHISPER: {CALLER: (AGENT,), AGENT: (CALLER, SUPERVISOR), SUPERVISOR: (CALLER, AGENT)},
-    SuperviseMode.BARGE: {
-        CALLER: (AGENT, SUPERVISOR),
-        AGENT: (CALLER, SUPERVISOR),
-        SUPERVISOR: (CALLER, AGENT),
-    },
-}
+_MATRIX: Mapping[SuperviseMode, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        SuperviseMode.LISTEN: {CALLER: (AGENT,), AGENT: (CALLER,), SUPERVISOR: (CALLER, AGENT)},
+        SuperviseMode.WHISPER: {CALLER: (AGENT,), AGENT: (CALLER, SUPERVISOR), SUPERVISOR: (CALLER, AGENT)},
+        SuperviseMode.BARGE: {
+            CALLER: (AGENT, SUPERVISOR),
+            AGENT: (CALLER, SUPERVISOR),
+            SUPERVISOR: (CALLER, AGENT),
+        },
+    }
+)
 
 
 class Mixer:

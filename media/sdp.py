@@ -8,7 +8,9 @@ IPv6 connection lines (`c=IN IP6 2001:db8::1`, RFC 5118 4.6) carry the bare addr
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 PCMU_PT = 0
 PCMA_PT = 8
@@ -16,14 +18,16 @@ DEFAULT_TE_PT = 101
 PTIME_MS = 20
 
 # static payload types that we can name without an rtpmap (RFC 3551)
-_STATIC = {
-    0: ("PCMU", 8000),
-    8: ("PCMA", 8000),
-    3: ("GSM", 8000),
-    4: ("G723", 8000),
-    9: ("G722", 8000),
-    18: ("G729", 8000),
-}
+_STATIC: Mapping[int, tuple[str, int]] = MappingProxyType(
+    {
+        0: ("PCMU", 8000),
+        8: ("PCMA", 8000),
+        3: ("GSM", 8000),
+        4: ("G723", 8000),
+        9: ("G722", 8000),
+        18: ("G729", 8000),
+    }
+)
 _SUPPORTED_AUDIO = ("PCMU", "PCMA")
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -275,12 +279,14 @@ class Negotiated:
         return self.remote_port + 1
 
 
-_ANSWER_DIRECTION = {
-    "sendrecv": "sendrecv",
-    "sendonly": "recvonly",
-    "recvonly": "sendonly",
-    "inactive": "inactive",
-}
+_ANSWER_DIRECTION: Mapping[str, str] = MappingProxyType(
+    {
+        "sendrecv": "sendrecv",
+        "sendonly": "recvonly",
+        "recvonly": "sendonly",
+        "inactive": "inactive",
+    }
+)
 
 
 def _choose(m: Media, prefer: tuple[str, ...]) -> tuple[int, str, int | None] | None:
