@@ -148,6 +148,17 @@ def test_numbers_no_trunk_carries_and_non_numbers_are_not_routed():
     assert router.route_number("031234") is None  # refused as a number, so never sent out
 
 
+def test_a_named_trunk_carries_the_number_in_the_form_its_prefixes_are_written_in():
+    router = TrunkRouter([trunk(name="national", prefixes=["0"]), trunk(name="e164", prefixes=["+81"]),
+                          trunk(name="bare")], USERS)
+    assert router.route_number("0312345678", via="e164").dialled == "+81312345678"
+    assert router.route_number("+81312345678", via="national").dialled == "0312345678"
+    via_bare = router.route_number("0312345678", via="bare")
+    assert via_bare.trunk.name == "bare" and via_bare.dialled == "0312345678"
+    assert router.route_number("0312345678", via="missing") is None
+    assert router.route_number("not a number", via="national") is None
+
+
 def test_on_equal_prefixes_the_first_trunk_wins():
     router = TrunkRouter([trunk(name="a", prefixes=["0"]), trunk(name="b", prefixes=["0"])], USERS)
     assert router.route_number("0312345678").trunk.name == "a"

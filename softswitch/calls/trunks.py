@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "InboundDecision", "OutboundAuth", "OutboundRoute", "TrunkRegistration", "TrunkRegistrationChanged",
-    "TrunkRouter", "Trunks", "shape_outbound",
+    "TrunkRouter", "TrunkUnavailable", "Trunks", "shape_outbound",
 ]
 
 ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
@@ -73,6 +73,10 @@ class TrunkRegistrationChanged(Event):
     status: int = 0  # the carrier's last final status (408 for a timeout)
     expires: int = 0  # seconds granted when registered
     retry_in: float = 0.0  # seconds until the next attempt when retrying
+
+
+class TrunkUnavailable(Exception):
+    """The trunk that carries a number cannot take a call now (channels full, host unresolved)."""
 
 
 # -- routing (pure) -----------------------------------------------------------------------------
@@ -203,14 +207,29 @@ class TrunkRouter:
             return InboundDecision(trunk, did, caller, status=404, reason="Not Found")
         return InboundDecision(trunk, did, caller, user=user)
 
-    def route_number(self, dialled: str) -> OutboundRoute | None:
-        """The trunk for an external number (longest prefix, first trunk on ties), or None."""
+    def route_number(self, dialled: str, *, via: str | None = None) -> OutboundRoute | None:
+        """The trunk for an external number (longest prefix, first trunk on ties), or None.
+
+        `via` names the trunk to use (a dialplan or an overflow target chose it): its prefixes
+        then only pick the number's form, E.164 when all of them are written with '+'.
+        """
         try:
             number = parse(dialled)
         except NumberError:
             return None
+        if via is not None:
+            chosen = next((t for t in self.trunks if t.name == via), None)
+            if chosen is None:
+                return None
+            route = self._best(number, [chosen])
+            e164 = bool(chosen.prefixes) and all(p.strip().startswith("+") for p in chosen.prefixes)
+            return route or OutboundRoute(chosen, number, e164 and number.e164 is not None)
+        return self._best(number, self.trunks)
+
+    @staticmethod
+    def _best(number: JapaneseNumber, trunks: Sequence[Trunk]) -> OutboundRoute | None:
         best: tuple[int, Trunk, bool] | None = None
-        for trunk in self.trunks:
+        for trunk in trunks:
             for prefix in trunk.prefixes:
                 e164 = prefix.startswith("+")
                 form = number.e164 if e164 else number.national
@@ -611,18 +630,34 @@ class Trunks:
         dialled = TrunkRouter._user_part(req.ruri)
         if not dialled:
             return False
-        route = self.router.route_number(dialled)
-        if route is None:
+        try:
+            found = self.target_for(dialled, caller)
+        except TrunkUnavailable as exc:
+            log.warning("%s", exc)
+            self._refuse_busy(req)
+            return True
+        if found is None:
             return False
+        target, route = found
+        self.node.b2bua.start_call(req, source, caller, route.number.national, [target], trunk=route.trunk.name)
+        return True
+
+    def target_for(self, dialled: str, caller: str, *, via: str | None = None) -> tuple[Target, OutboundRoute] | None:
+        """The B2BUA target that calls an external number through its trunk (or trunk `via`),
+        with the route; None when no trunk carries it. Raises TrunkUnavailable when the trunk
+        is at `max_channels` or its host is not resolved yet.
+
+        The dialplan and ACD overflow use this to dial out; the call's `trunk` is route.trunk.name.
+        """
+        route = self.router.route_number(dialled, via=via)
+        if route is None:
+            return None
         trunk = route.trunk
         if self._full(trunk):
-            self._refuse_busy(req)
-            return True
+            raise TrunkUnavailable(f"trunk {trunk.name}: all {trunk.max_channels} channels in use")
         dest = self.dest_of(trunk)
         if dest is None:
-            log.warning("trunk %s: %s not resolved yet, refusing the call", trunk.name, trunk.host)
-            self._refuse_busy(req)
-            return True
+            raise TrunkUnavailable(f"trunk {trunk.name}: {trunk.host} is not resolved yet")
         withheld = route.number.presentation is Presentation.WITHHOLD
         contact = self.node.contact("anonymous" if withheld else route.presented(caller), dest)
         auth = None
@@ -634,8 +669,7 @@ class Trunks:
             prepare=lambda out: shape_outbound(out, route, caller, contact),
             authorize=auth,
         )
-        self.node.b2bua.start_call(req, source, caller, route.number.national, [target], trunk=trunk.name)
-        return True
+        return target, route
 
     def _refuse_busy(self, req: Request) -> None:
         resp = make_response(req, 503, "Service Unavailable", to_tag=new_tag())
