@@ -254,10 +254,16 @@ class B2BUA:
         if status in (401, 407) and leg.target.authorize is not None and not leg.cancelled and not leg.done:
             retry = leg.target.authorize(leg.invite, resp)
             if retry is not None:
-                # Same Call-ID and From tag, next CSeq: the leg continues as a new transaction.
-                leg.invite, leg.dialog = retry, None
-                leg.tx = self.sip.send_request(retry, leg.target.dest,
-                                               lambda resp: self._on_leg_response(call, leg, resp))
+                # Same Call-ID and From tag, next CSeq: the leg continues as a new transaction,
+                # sent once the transaction layer's ACK for the challenge is on the wire.
+                leg.invite, leg.dialog, leg.tx = retry, None, None
+
+                def resend() -> None:
+                    if not (leg.cancelled or leg.done):
+                        leg.tx = self.sip.send_request(retry, leg.target.dest,
+                                                       lambda resp: self._on_leg_response(call, leg, resp))
+
+                self.sip.call_later(0.0, resend)
                 return
         if call.local:
             self._on_attempt_response(call, leg, resp)
