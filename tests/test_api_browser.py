@@ -144,6 +144,19 @@ async def test_wallboard_shows_a_waiting_caller_within_a_second_and_a_screenshot
             print(f"wallboard showed the waiting caller after {time.monotonic() - joined:.3f} s")
             assert await cdp.eval("document.querySelectorAll('[data-queue=\"support\"] .caller').length") == 1
 
+            # The agent answers that caller and a second caller gives up: today's figures follow.
+            await http.post("/api/agents/u0000/login", headers=auth("agent"))
+            centre.answered("call-wb", "u0000")
+            centre.enqueue("call-gone", "support", "0311112222")
+            await asyncio.sleep(0.05)
+            centre.left("call-gone")
+            card = "document.querySelector('[data-queue=\"support\"] .v.{}').textContent"
+            assert await wait_for(cdp, card.format("abandoned") + " === '1'", 3.0)
+            assert await cdp.eval(card.format("sl")) == "50%"  # 1 answered in time of 2 (answered + abandoned)
+            assert await cdp.eval(card.format("waiting")) == "0"
+            on_call = "document.querySelector('[data-queue=\"support\"] [data-state=\"on_call\"] .n').textContent"
+            assert await cdp.eval(on_call) == "1"
+
             shot = await cdp.call("Page.captureScreenshot", format="png")
             png = base64.b64decode(shot["data"])
             path = tmp_path / "wallboard.png"

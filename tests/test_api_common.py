@@ -80,6 +80,14 @@ class EngineCentre:
     def answered(self, call_uuid: str, agent: str) -> None:
         self.apply(self.engine.offer_accepted(call_uuid, agent, self.now()))
 
+    def left(self, call_uuid: str) -> None:
+        """The caller hung up while waiting (an abandon), logged like the node's centre does."""
+        ctx = self.contexts[call_uuid]
+        now = self.now()
+        self.node.bus.publish(QueueEvent(ts=now, queue=ctx["queue"], call_uuid=call_uuid, event="abandoned",
+                                         caller=ctx["number"], wait=now - ctx["joined_at"]))
+        self.apply(self.engine.caller_left(call_uuid, now))
+
     def ended(self, call_uuid: str) -> None:
         self.apply(self.engine.call_ended(call_uuid, self.now()))
 

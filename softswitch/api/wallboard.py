@@ -30,7 +30,7 @@ main { display:grid; grid-template-columns:repeat(auto-fit, minmax(44vw, 1fr)); 
 .fig { text-align:center; }
 .fig .v { display:block; font-size:6vw; font-weight:800; line-height:1.1; font-variant-numeric:tabular-nums; }
 .fig .l { display:block; font-size:1.5vw; color:var(--dim); }
-.fig .l b { display:block; color:var(--fg); font-size:1.8vw; font-weight:600; }
+.fig .l b { display:block; color:var(--fg); font-size:1.7vw; font-weight:600; white-space:nowrap; }
 .warn { color:var(--warn); } .bad { color:var(--bad); } .ok { color:var(--ok); }
 .agents { display:flex; flex-wrap:wrap; gap:.8vw; margin-top:1.2vw; }
 .agent-state { font-size:1.7vw; padding:.3em .7em; border-radius:.4em; background:#222; border:0.15vw solid #555; }
