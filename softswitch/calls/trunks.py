@@ -11,6 +11,12 @@ Three sans-IO pieces and one thin shell:
   refreshing before expiry and backing off exponentially on failure.
 - `Trunks` (asyncio shell): wires them into a node (`inbound`, `outbound`, `start`, `stop`).
 
+Inbound recognition: an INVITE whose source address is inside a trunk's `addresses` is that
+trunk's, without digest. An INVITE from any other address is challenged like a phone's (401); a
+carrier that answers with a trunk's `username`/`password` is then that trunk's (user ids win over
+trunk usernames). The node's dialplan gets the call first (context by trunk); `Trunks.inbound` is
+the default route.
+
 DID routing rule, until the dialplan takes over: the DID is the Request-URI user (or the To user
 when the Request-URI carries the trunk's registration user), normalised to national form. A `dids`
 entry is either a number the trunk owns ('0312345678') or a number mapped to a user
@@ -23,6 +29,7 @@ Outbound rule: a number the caller dials that is not a user is parsed as a Japan
 written with '+' ('+81') matches the E.164 form and sends E.164 to the carrier; any other prefix
 ('0', '03') matches the national form and sends the national form. The presented caller ID is the
 trunk's `caller_id` (else its `username`, else the caller's id), in the same form as the number.
+`Trunks.target_for` builds that outbound target for anyone who dials out (dialplan, overflow).
 """
 
 from __future__ import annotations
