@@ -22,7 +22,7 @@ from media.tts import TtsRenderer
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
 from softswitch.calls.session import CallSession, SessionServices
-from softswitch.calls.trunks import Trunks
+from softswitch.calls.trunks import Trunks, TrunkUnavailable
 from softswitch.centre import ContactCentre
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
 from softswitch.dialplan.holder import DialplanHolder, ReloadResult
@@ -111,6 +111,7 @@ class Node:
             b2bua=self.b2bua, media=self.media, tts=self.tts, publish=self.bus.publish,
             lookup_user=self.targets_of, prompts_dir=media.prompts_dir,
             voicemail_dir=media.recordings_dir / "voicemail", centre=self.centre, media_address=media.address,
+            lookup_external=self._external_target,
         )
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
@@ -458,6 +459,15 @@ class Node:
             return
         self.respond(self.registrar.handle_register(req, source, who, wall))
         self._schedule_registrar_soon()
+
+    def _external_target(self, number: str, caller: str, trunk: str | None) -> Target | None:
+        """A number outside, through the trunk named (or the one whose prefixes match)."""
+        try:
+            found = self.trunks.target_for(number, caller, via=trunk)
+        except TrunkUnavailable as exc:
+            log.warning("cannot dial %s: %s", number, exc)
+            return None
+        return found[0] if found is not None else None
 
     def targets_of(self, user: str) -> list[Target]:
         """Where to ring a user now: one target per live registration."""

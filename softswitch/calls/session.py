@@ -52,12 +52,14 @@ class SessionServices:
 
     def __init__(self, *, b2bua: B2BUA, media: MediaBackend, tts: TtsRenderer, publish: Callable[[Event], None],
                  lookup_user: Callable[[str], list[Target]], prompts_dir: Path, voicemail_dir: Path,
-                 centre: Any = None, media_address: str = "127.0.0.1") -> None:
+                 centre: Any = None, media_address: str = "127.0.0.1",
+                 lookup_external: Callable[[str, str, str | None], Target | None] | None = None) -> None:
         self.b2bua = b2bua
         self.media = media
         self.tts = tts
         self.publish = publish
         self.lookup_user = lookup_user
+        self.lookup_external = lookup_external
         self.prompts_dir = prompts_dir
         self.voicemail_dir = voicemail_dir
         self.centre = centre
@@ -331,6 +333,10 @@ class CallSession:
         for t in cmd.targets:
             if t.kind == "user":
                 targets.extend(self.s.lookup_user(t.value))
+            elif self.s.lookup_external is not None:
+                found = self.s.lookup_external(t.value, cmd.caller_id or self.call.caller, t.trunk)
+                if found is not None:
+                    targets.append(found)
         if not targets:
             return c.DialResult(status="failed")
         if not self.answered:
