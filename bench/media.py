@@ -59,7 +59,13 @@ def _pin(cpu: int) -> None:
 
 
 def relay_main(
-    conn: Connection, n: int, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0
+    conn: Connection,
+    n: int,
+    ports: str,
+    pin: bool,
+    use_uvloop: bool = True,
+    nice: int = 0,
+    bare: bool = False,
 ) -> None:
     """The system under test: one process, one event loop."""
     _raise_fd_limit()
@@ -78,20 +84,35 @@ def relay_main(
     from media.local import LocalMediaBackend
     from media.sdp import Negotiated
 
-    async def run() -> None:
+    class Bare(asyncio.DatagramProtocol):
+        """The floor: forward each datagram unchanged, no header work at all (--bare)."""
+
+        peer: Bare
+        transport: asyncio.DatagramTransport
+        remote: tuple[str, int]
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.peer.transport.sendto(data, self.peer.remote)
+
+    async def run_bare() -> None:
         loop = asyncio.get_running_loop()
-        backend = LocalMediaBackend(
-            ADDRESS, ports, rtp_timeout=3600.0, check_interval=1.0, recordings_dir="/tmp"
-        )
         gen_ports: list[int] = conn.recv()
-        local = []
-        for i, gp in enumerate(gen_ports):
-            ep = await backend.allocate(f"l{i}")
-            await backend.set_remote(f"l{i}", Negotiated(ADDRESS, gp, "PCMU", 0, 101, "sendrecv"))
-            local.append(ep.port)
-        for i in range(0, len(gen_ports), 2):
-            await backend.bridge(f"l{i}", f"l{i + 1}")
-        conn.send((local, loop_name))
+        legs: list[Bare] = []
+        port = int(ports.split("-")[0])
+        for gp in gen_ports:
+            _, leg = await loop.create_datagram_endpoint(Bare, local_addr=(ADDRESS, port))
+            leg.remote = (ADDRESS, gp)
+            legs.append(leg)
+            port += 2
+        for i in range(0, len(legs), 2):
+            legs[i].peer, legs[i + 1].peer = legs[i + 1], legs[i]
+        conn.send(([p.transport.get_extra_info("sockname")[1] for p in legs], loop_name + "-bare"))
+        await measure(loop)
+
+    async def measure(loop: asyncio.AbstractEventLoop) -> None:
         await loop.run_in_executor(None, conn.recv)  # "start"
         t0, w0 = os.times(), time.monotonic()
         lags: list[float] = []
@@ -110,9 +131,25 @@ def relay_main(
         lags.sort()
         lag99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
         conn.send((((t1.user - t0.user) + (t1.system - t0.system)) / (w1 - w0), lag99))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        backend = LocalMediaBackend(
+            ADDRESS, ports, rtp_timeout=3600.0, check_interval=1.0, recordings_dir="/tmp"
+        )
+        gen_ports: list[int] = conn.recv()
+        local = []
+        for i, gp in enumerate(gen_ports):
+            ep = await backend.allocate(f"l{i}")
+            await backend.set_remote(f"l{i}", Negotiated(ADDRESS, gp, "PCMU", 0, 101, "sendrecv"))
+            local.append(ep.port)
+        for i in range(0, len(gen_ports), 2):
+            await backend.bridge(f"l{i}", f"l{i + 1}")
+        conn.send((local, loop_name))
+        await measure(loop)
         await backend.close()
 
-    asyncio.run(run())
+    asyncio.run(run_bare() if bare else run())
 
 
 def load_main(conn: Connection, n: int, seconds: float, warmup: float, pin: bool, nice: int = 0) -> None:
@@ -256,12 +293,19 @@ def run_baseline(n: int, seconds: float, warmup: float, pin: bool, nice: int = 0
 
 
 def run_once(
-    n: int, seconds: float, warmup: float, ports: str, pin: bool, use_uvloop: bool = True, nice: int = 0
+    n: int,
+    seconds: float,
+    warmup: float,
+    ports: str,
+    pin: bool,
+    use_uvloop: bool = True,
+    nice: int = 0,
+    bare: bool = False,
 ) -> dict[str, float | str]:
     ctx = mp.get_context("spawn")
     r_parent, r_child = ctx.Pipe()
     l_parent, l_child = ctx.Pipe()
-    relay = ctx.Process(target=relay_main, args=(r_child, n, ports, pin, use_uvloop, nice), daemon=True)
+    relay = ctx.Process(target=relay_main, args=(r_child, n, ports, pin, use_uvloop, nice, bare), daemon=True)
     load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin, nice), daemon=True)
     relay.start()
     load.start()
@@ -306,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--baseline", action="store_true", help="also run each load without the relay (phones talk directly)"
     )
+    ap.add_argument(
+        "--bare",
+        action="store_true",
+        help="also run a bare forwarder (no header rewrite, no stats) on the same loop: the floor for comparison",
+    )
     ap.add_argument("--no-uvloop", action="store_true", help="run the relay on the standard asyncio loop")
     ap.add_argument(
         "--nice",
@@ -326,12 +375,27 @@ def main(argv: list[str] | None = None) -> int:
         f"50 pps per direction per call, PCMU 20 ms, nice {args.nice:+d}{', pinned' if args.pin else ''}"
     )
     print(
-        f"{'calls':>6} {'loop':>8} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}"
+        f"{'calls':>6} {'loop':>12} {'sent':>9} {'recv':>9} {'loss %':>8} {'jit p50 ms':>10} {'jit p99 ms':>10} {'jit max ms':>10} {'relay CPU':>9} {'load CPU':>8} {'stall p99':>10} {'CPU wait':>8}"
     )
     for n in counts:
         runs = []
         if args.baseline:
             runs.append(_timed(lambda n=n: run_baseline(n, args.seconds, args.warmup, args.pin, args.nice)))
+        if args.bare:
+            runs.append(
+                _timed(
+                    lambda n=n: run_once(
+                        n,
+                        args.seconds,
+                        args.warmup,
+                        args.ports,
+                        args.pin,
+                        not args.no_uvloop,
+                        args.nice,
+                        True,
+                    )
+                )
+            )
         runs.append(
             _timed(
                 lambda n=n: run_once(
@@ -344,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             sent, recv = int(r["sent"]), int(r["received"])
             loss = 100.0 * (sent - recv) / sent if sent else float("nan")
             print(
-                f"{n:>6} {r['loop']:>8} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
+                f"{n:>6} {r['loop']:>12} {sent:>9} {recv:>9} {loss:>8.3f} {r['p50']:>10.2f} {r['p99']:>10.2f} {r['max']:>10.2f} "
                 f"{100 * float(r['relay_cpu']):>8.0f}% {100 * float(r['cpu']):>7.0f}% {1000 * float(r['lag99']):>10.2f} "
                 f"{'n/a' if psi is None else f'{psi:.0f}%':>8}",
                 flush=True,
