@@ -1,17 +1,18 @@
 """Relay benchmark: N concurrent G.711 calls relayed by LocalMediaBackend on 127.0.0.1.
 
-A relay process (uvloop when installed, pinned to one core) anchors 2N legs bridged in pairs; a
-separate load process (pinned to another core when there is one) plays both phones of every call,
+A relay process (uvloop when installed; one event loop, so one core) anchors 2N legs bridged in
+pairs; a separate load process (both pinned to different cores with --pin) plays both phones of every call,
 sending 20 ms PCMU packets in both directions with a send timestamp in the payload, and measures
 loss and the delay variation the relay adds. Printed per N: packets, loss, added jitter (transit
 minus the stream's minimum transit) p50/p99/max, relay CPU (% of one core), load-process CPU, the
 p99 lateness of a 10 ms timer inside the relay ("stall") and the share of the run during which
 some task on the machine waited for a CPU (Linux PSI): on a shared machine the last two show
 when delay came from scheduling rather than from the relay. --baseline adds a run of the same
-load with the phones talking directly, without the relay.
+load with the phones talking directly, without the relay; --bare a run through a forwarder that
+does nothing but datagram_received -> sendto on the same loop (the floor for any asyncio relay).
 
     .venv/bin/python bench/media.py                    # N = 100, 200, 500, 1000; 10 s each
-    .venv/bin/python bench/media.py --counts 100,500 --seconds 5
+    .venv/bin/python bench/media.py --counts 100,500 --seconds 5 --baseline --bare
 """
 
 from __future__ import annotations
