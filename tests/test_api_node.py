@@ -58,6 +58,10 @@ async def test_screen_pop_from_the_ivr_queue_reaches_the_agent_before_the_phone_
                     assert pop["_received"] < answered["ts"], (pop["_received"], answered["ts"])
                     calls = (await http.get("/api/calls", headers={"Authorization": "Bearer t-admin"})).json()
                     assert [c["call_uuid"] for c in calls["calls"]] == [pop["call_uuid"]]
+                    r = await http.post(f"/api/calls/{pop['call_uuid']}/supervise",
+                                        json={"mode": "listen", "supervisor": "3001"},
+                                        headers={"Authorization": "Bearer t-admin"})
+                    assert r.status_code == 501 and r.json()["error"] == "not_supported"
                 for proc in (uac, phone):
                     result = await proc.wait()
                     assert result.returncode == 0 and result.successful == 1, result.explain()
