@@ -1,9 +1,10 @@
 """`NodeCentre`: the `ContactCentre` protocol over a running `Node` (its ACD centre, B2BUA and
 dialplan holder), so that `ApiServer(node, NodeCentre(node), config.api)` is all the node needs.
 
-Agent actions go to the node's ACD engine with wall-clock time and its decisions go through the
-centre's `apply` (published on the bus and executed: offers ring phones). Supervision needs the media
-mixer's listen/whisper/barge legs, which the call layer does not offer yet: it answers 501.
+Agent actions go through the centre's `agent_action` (the same path as the phones' feature codes;
+decisions are published on the bus and executed: offers ring phones). Supervision from the API
+needs the centre to ring the supervisor's phone (`centre.supervise(mode, supervisor, call_uuid)`);
+until it has one the API answers 501 and phones use the feature codes.
 """
 
 from __future__ import annotations
@@ -38,25 +39,45 @@ class NodeCentre:
 
     # -- agents ----------------------------------------------------------------------------
 
+    def _act(self, agent: str, action: str, reason: str = "") -> None:
+        """An agent action through the node centre's own `agent_action` (which also keeps the
+        agent's reachability right), or straight on the engine for a centre without it."""
+        act = getattr(self.node.centre, "agent_action", None)
+        if act is not None:
+            problem = act(agent, action, reason=reason)
+            if problem == "not-an-agent":
+                raise NotFound(f"no agent {agent}")
+            if problem:
+                raise Conflict(f"agent {agent}: {problem}")
+            return
+        engine, now = self._engine, time.time()
+        decisions = {
+            "login": lambda: engine.agent_logged_in(agent, now),
+            "logout": lambda: engine.agent_logged_out(agent, now),
+            "pause": lambda: engine.agent_paused(agent, reason, now),
+            "ready": lambda: engine.agent_ready(agent, now),
+        }[action]()
+        self.node.centre.apply(decisions)
+
     def agent_login(self, agent: str) -> None:
         if self._state(agent) != "offline":
             raise Conflict(f"agent {agent} is already logged in")
-        self.node.centre.apply(self._engine.agent_logged_in(agent, time.time()))
+        self._act(agent, "login")
 
     def agent_logout(self, agent: str) -> None:
         if self._state(agent) == "offline":
             raise Conflict(f"agent {agent} is not logged in")
-        self.node.centre.apply(self._engine.agent_logged_out(agent, time.time()))
+        self._act(agent, "logout")
 
     def agent_pause(self, agent: str, reason: str) -> None:
         if self._state(agent) == "offline":
             raise Conflict(f"agent {agent} must log in before pausing")
-        self.node.centre.apply(self._engine.agent_paused(agent, reason, time.time()))
+        self._act(agent, "pause", reason)
 
     def agent_ready(self, agent: str) -> None:
         if self._state(agent) == "offline":
             raise Conflict(f"agent {agent} must log in first")
-        self.node.centre.apply(self._engine.agent_ready(agent, time.time()))
+        self._act(agent, "ready")
 
     def agent_state(self, agent: str) -> dict[str, Any]:
         self._known(agent)
@@ -70,16 +91,13 @@ class NodeCentre:
 
     def force_agent_state(self, agent: str, state: str, reason: str) -> None:
         current = self._state(agent)
-        now = time.time()
-        engine = self._engine
         if state == "offline":
-            decisions = engine.agent_logged_out(agent, now)
-        elif state == "available":
-            decisions = engine.agent_ready(agent, now)
-        else:
-            decisions = engine.agent_logged_in(agent, now) if current == "offline" else []
-            decisions += engine.agent_paused(agent, reason, now)
-        self.node.centre.apply(decisions)
+            if current != "offline":
+                self._act(agent, "logout")
+            return
+        if current == "offline":
+            self._act(agent, "login")
+        self._act(agent, "ready" if state == "available" else "pause", reason)
 
     # -- queues and calls -------------------------------------------------------------------
 
@@ -104,10 +122,16 @@ class NodeCentre:
         centre.apply(decisions)
         return {"position": self._engine.position(call_uuid)}
 
-    def supervise(self, mode: str, supervisor: str, call_uuid: str) -> None:
+    def supervise(self, mode: str, supervisor: str, call_uuid: str) -> Any:
         if call_uuid not in self.node.b2bua.calls:
             raise NotFound(f"no call {call_uuid}")
-        raise NotSupported(f"{mode} needs the media mixer's supervision legs, not wired into calls yet")
+        # Ringing the supervisor's phone and mixing it in is the call layer's job; phones can do
+        # it today with the feature codes (*31-*33 + the agent's extension).
+        supervise = getattr(self.node.centre, "supervise", None)
+        if supervise is None:
+            raise NotSupported(f"{mode} from the API needs the call layer to ring {supervisor}: "
+                               "dial the supervision feature code from the phone instead")
+        return supervise(mode, supervisor, call_uuid)
 
     def hangup(self, call_uuid: str) -> bool:
         return bool(self.node.b2bua.hangup(call_uuid, "admin"))
