@@ -127,6 +127,18 @@ def test_the_calling_number_is_normalised_or_anonymous_when_withheld(from_, priv
     assert calling_number(invite(from_=from_, privacy=privacy)) == expected
 
 
+def test_the_asserted_identity_gives_the_number_when_from_has_none_but_never_unmasks_a_withheld_call():
+    req = invite(from_="<sip:gateway7@c>")
+    req.headers.add("P-Asserted-Identity", "<sip:+81311112222@carrier>, <tel:+81311112222>")
+    assert calling_number(req) == "0311112222"
+    withheld = invite(from_='"Anonymous" <sip:anonymous@anonymous.invalid>', privacy="id")
+    withheld.headers.add("P-Asserted-Identity", "<sip:+81311112222@carrier>")
+    assert calling_number(withheld) == "anonymous"
+    broken = invite(from_="<sip:gateway7@c>")
+    broken.headers.add("P-Asserted-Identity", "<<<")
+    assert calling_number(broken) == "gateway7"
+
+
 # -- outbound routing and shaping ------------------------------------------------------------------
 
 

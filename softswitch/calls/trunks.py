@@ -263,16 +263,34 @@ def _clean_prefix(prefix: str) -> str:
 
 def calling_number(req: Request) -> str:
     """The caller's number from an inbound INVITE, national form if it parses; 'anonymous' when
-    the carrier withholds it (Privacy: id, or an anonymous From)."""
+    the carrier withholds it (Privacy: id, or an anonymous From: 非通知 is never shown).
+
+    When From holds no number (some gateways put a trunk name there), the carrier's
+    P-Asserted-Identity gives it: the carrier is trusted, and that is where it asserts the caller.
+    """
     privacy = {p.strip().lower() for p in (req.headers.get("Privacy") or "").split(";")}
-    uri = req.from_.uri
-    user = uri.user if isinstance(uri, SipURI) and uri.user else getattr(uri, "number", "") or ""
+    user = _uri_user(req.from_.uri)
     if "id" in privacy or user.lower() in ("anonymous", ""):
         return "anonymous"
-    try:
-        return parse(user).national
-    except NumberError:
-        return user
+    candidates = [user]
+    pai = req.headers.get("P-Asserted-Identity")
+    if pai:
+        try:
+            candidates.append(_uri_user(parse_name_addr(pai.split(",")[0].strip()).uri))
+        except ValueError:
+            pass
+    for text in candidates:
+        try:
+            return parse(text).national
+        except NumberError:
+            continue
+    return user
+
+
+def _uri_user(uri: object) -> str:
+    if isinstance(uri, SipURI):
+        return uri.user or ""
+    return str(getattr(uri, "number", "") or "")
 
 
 # -- outbound INVITE shaping and authentication (pure) ----------------------------------------
