@@ -41,6 +41,8 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # watchfiles reports every change in the dialplan's folder; the node logs the reloads itself.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 
 def log_event(event: Event) -> None:

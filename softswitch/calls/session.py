@@ -71,6 +71,7 @@ class SessionServices:
         call_uuid = leg_id.split(":", 1)[0]
         session = self.sessions.get(call_uuid)
         if session is not None and leg_id == session.a_leg:
+            log.debug("call %s: digit %s (%s)", call_uuid[:8], digit.digit, digit.source)
             session.digit(digit.digit)
 
     def close(self) -> None:
@@ -175,6 +176,7 @@ class CallSession:
         return c.Timeout()
 
     async def _execute(self, cmd: c.Command) -> c.Result | None:
+        log.debug("call %s: %r", self.call.uuid[:8], cmd)
         if isinstance(cmd, c.Answer):
             await self.answer()
             return None
