@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from softswitch.app import Node, install_uvloop  # noqa: E402
 from softswitch.config import load_config  # noqa: E402
+from softswitch.events import CallEnded  # noqa: E402
 
 #: How far the transaction clock is pushed to fire every timer (Timer B/D/F/H/J/K are 64*T1 at most).
 DRAIN_SECONDS = 600.0
@@ -118,6 +120,12 @@ def emit(path: Path, record: dict[str, object]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def drain(node: Node, future: float) -> None:
+    """Fire every SIP transaction timer due before `future` (twice: firing can arm more)."""
+    for _ in range(3):
+        node._execute(node.transactions.tick(future))
+
+
 async def run(config_path: Path, stats: Path, interval: float, gc_mode: str) -> int:
     node = Node(load_config(config_path))
     await node.start()
@@ -149,10 +157,19 @@ async def run(config_path: Path, stats: Path, interval: float, gc_mode: str) -> 
             pass
     emit(stats, sampler.counts("end"))
     # Fire every SIP timer: transactions in their wait states (Timer D, J, K, ...) terminate.
-    future = loop.time() + DRAIN_SECONDS
-    for _ in range(3):
-        node._execute(node.transactions.tick(future))
+    drain(node, loop.time() + DRAIN_SECONDS)
+    waiting = {c.state for c in node.b2bua.calls.values()}
+    if waiting:
+        # Calls still ringing (a callee that rang and went away) end on the B2BUA's no-answer
+        # timer, which runs on the event loop's clock: wait for it rather than call them leaks.
+        idle = asyncio.Event()
+        unsubscribe = node.bus.subscribe(lambda e: None if len(node.b2bua) else idle.set(), CallEnded)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), node.b2bua.no_answer_timeout + 5.0)
+        unsubscribe()
+        drain(node, loop.time() + DRAIN_SECONDS)
     drained = sampler.counts("drained")
+    drained["call_states_at_end"] = sorted(waiting)
     # Objects only the cyclic collector can free (reference cycles): with every call over, what a
     # full collection finds is garbage that reference counting could not reclaim when calls ended.
     gc.unfreeze()

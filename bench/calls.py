@@ -151,7 +151,7 @@ class NodeProcess:
         """Stop the node; its counts at the end and after every SIP timer fired."""
         n = len(self.records())
         self.proc.send_signal(signal.SIGTERM)
-        recs = self._await_records(n + 2, 60.0)
+        recs = self._await_records(n + 2, 120.0)
         self.proc.wait(timeout=60)
         return recs[n], recs[n + 1]
 
@@ -366,7 +366,9 @@ def main() -> int:
     live = {k: end[k] for k in leaks}
     print(f"after the run: live {live}; after every SIP timer fired {leaks}; "
           f"node peak memory {drained['hwm_kb'] / 1024:.0f} MB; objects in reference cycles found by a final "
-          f"full collection: {drained.get('gc_unreachable')}")
+          f"full collection: {drained.get('gc_unreachable')}"
+          + (f"; calls that were still {drained['call_states_at_end']} at the end were waited for"
+             if drained.get("call_states_at_end") else ""))
     if passed:
         best = max(passed, key=lambda s: s.rate)
         per_call = max(s.kb_per_1000 for s in passed) / 1000
