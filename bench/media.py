@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -102,12 +103,10 @@ def relay_main(
         loop = asyncio.get_running_loop()
         gen_ports: list[int] = conn.recv()
         legs: list[Bare] = []
-        port = int(ports.split("-")[0])
         for gp in gen_ports:
-            _, leg = await loop.create_datagram_endpoint(Bare, local_addr=(ADDRESS, port))
+            _, leg = await loop.create_datagram_endpoint(Bare, local_addr=(ADDRESS, 0))
             leg.remote = (ADDRESS, gp)
             legs.append(leg)
-            port += 2
         for i in range(0, len(legs), 2):
             legs[i].peer, legs[i + 1].peer = legs[i + 1], legs[i]
         conn.send(([p.transport.get_extra_info("sockname")[1] for p in legs], loop_name + "-bare"))
@@ -272,6 +271,13 @@ def cpu_pressure_us() -> int | None:
     return int(line.rsplit("total=", 1)[1])
 
 
+def _recv(conn: Connection, timeout: float = 120.0) -> Any:
+    """Receive from a child, failing instead of hanging if it died."""
+    if not conn.poll(timeout):
+        raise RuntimeError("benchmark child process did not answer (see its traceback above)")
+    return conn.recv()
+
+
 def run_baseline(n: int, seconds: float, warmup: float, pin: bool, nice: int = 0) -> dict[str, float | str]:
     """The same load with no relay in the path: what the machine itself adds."""
     ctx = mp.get_context("spawn")
@@ -279,10 +285,10 @@ def run_baseline(n: int, seconds: float, warmup: float, pin: bool, nice: int = 0
     load = ctx.Process(target=load_main, args=(l_child, n, seconds, warmup, pin, nice), daemon=True)
     load.start()
     try:
-        l_parent.recv()
+        _recv(l_parent)
         l_parent.send(None)
         l_parent.send("go")
-        res = l_parent.recv()
+        res = _recv(l_parent)
     finally:
         load.join(10)
         if load.is_alive():
@@ -311,14 +317,14 @@ def run_once(
     relay.start()
     load.start()
     try:
-        r_parent.send(l_parent.recv())
-        relay_ports, loop_name = r_parent.recv()
+        r_parent.send(_recv(l_parent))
+        relay_ports, loop_name = _recv(r_parent)
         l_parent.send(relay_ports)
         r_parent.send("start")
         l_parent.send("go")
-        res = l_parent.recv()
+        res = _recv(l_parent)
         r_parent.send("stop")
-        relay_cpu, lag99 = r_parent.recv()
+        relay_cpu, lag99 = _recv(r_parent)
     finally:
         load.join(10)
         relay.join(10)
