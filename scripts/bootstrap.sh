@@ -6,11 +6,14 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 for pair in sipp:sip-tester baresip:baresip espeak-ng:espeak-ng sox:sox psql:postgresql-client \
-            pg_ctlcluster:postgresql open_jtalk:open-jtalk ip:iproute2 unshare:util-linux; do
+            pg_ctlcluster:postgresql open_jtalk:open-jtalk ip:iproute2 unshare:util-linux \
+            chromium:chromium openssl:openssl; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv python3-dev); fi
+# The wallboard's Japanese labels need a CJK font in the browser test.
+[ -d /usr/share/fonts/opentype/noto ] || need_apt+=(fonts-noto-cjk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -19,6 +19,8 @@ import watchfiles
 
 from media.local import LocalMediaBackend
 from media.tts import TtsRenderer
+from softswitch.api import ApiServer
+from softswitch.api.nodecentre import NodeCentre
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
 from softswitch.calls.session import CallSession, SessionServices
@@ -132,6 +134,7 @@ class Node:
         self._watch_stop = asyncio.Event()
         self._watch_targets = {os.path.realpath(p) for p in self.dialplan.watch_paths()}
         self.store: Store | None = None
+        self.api: ApiServer | None = None
         self._current: tuple[Request, ServerTransaction] | None = None
         self.writer: StoreWriter | None = None
 
@@ -152,6 +155,10 @@ class Node:
             self.listening.append((spec.transport, host, port))
             log.info("listening on %s://%s:%d", spec.transport, host, port)
         self._schedule_registrar()
+        self.api = ApiServer(self, NodeCentre(self), self.config.api)
+        await self.api.start()
+        log.info("API on http://%s:%d (docs at /docs, wallboard at /wallboard)", self.config.api.host,
+                 self.api.port)
         if self.dialplan.watch_paths():
             self._watcher = asyncio.get_running_loop().create_task(self._watch_dialplan())
         self.trunks.start()
@@ -194,6 +201,8 @@ class Node:
         for session in list(self.sessions.sessions.values()):
             if session.task is not None:
                 session.task.cancel()
+        if self.api is not None:
+            await self.api.stop()
         self.centre.close()
         self.sessions.close()
         await self.media.close()

@@ -110,6 +110,7 @@ class ContactCentre:
                                 rng=rng or random.Random())
         self.agents = {a.id for a in agent_configs(config)}
         self.waiting: dict[str, Waiting] = {}
+        self.logged_out: set[str] = set()  # agents who logged out themselves (no auto login)
         self.moh = moh
         self.announce_lang = announce_lang
         self._timer: asyncio.TimerHandle | None = None
@@ -127,7 +128,8 @@ class ContactCentre:
         now = time.time()
         reachable = bool(self.lookup_user(agent))
         decisions: list[Decision] = []
-        if reachable and self.engine.agent_state(agent) == AgentState.OFFLINE:
+        # An agent who logged out on purpose stays out when the phone refreshes its registration.
+        if reachable and self.engine.agent_state(agent) == AgentState.OFFLINE and agent not in self.logged_out:
             decisions += self.engine.agent_logged_in(agent, now)
         decisions += self.engine.set_reachable(agent, reachable, now)
         self.apply(decisions)
@@ -199,11 +201,13 @@ class ContactCentre:
         state = self.engine.agent_state(agent)
         e = self.engine
         if action == "login":
+            self.logged_out.discard(agent)
             decisions = e.agent_logged_in(agent, now) if state == AgentState.OFFLINE else []
             decisions += e.set_reachable(agent, bool(self.lookup_user(agent)), now)
         elif state == AgentState.OFFLINE:
             return "not-logged-in"
         elif action == "logout":
+            self.logged_out.add(agent)
             decisions = e.agent_logged_out(agent, now)
         elif action == "pause":
             decisions = e.agent_paused(agent, reason or "break", now)

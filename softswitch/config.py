@@ -591,7 +591,12 @@ def demo_config(base_dir: Path) -> NodeConfig:
                   "recordings_dir": str(base_dir / "recordings"), "tts_cache_dir": str(base_dir / "tts-cache"),
                   "prompts_dir": str(examples_dir() / "prompts")},
         "database": f"sqlite:///{base_dir / 'softswitch.db'}",
-        "api": {"listen": "127.0.0.1:8080"},
+        # Demo tokens, printed in the README: never reuse them on a real node.
+        "api": {"listen": "127.0.0.1:8080", "tokens": [
+            {"token": "demo-admin-token", "role": "admin"},
+            {"token": "demo-supervisor-token", "role": "supervisor"},
+            {"token": "demo-agent-1003-token", "role": "agent", "agent": "1003"},
+        ]},
         "directory": {"users": [
             user("1001", "Reception"), user("1002", "Sales"),
             user("1003", "Agent Sato", {"skills": {"japanese": 8, "support": 6}, "queues": ["support"]}),

@@ -30,7 +30,10 @@ async def test_screen_pop_from_the_ivr_queue_reaches_the_agent_before_the_phone_
     settings = ApiSettings(listen=f"127.0.0.1:{free_port(kind=socket.SOCK_STREAM)}", tokens=[
         {"token": "t-2001", "role": "agent", "agent": "2001"}, {"token": "t-admin", "role": "admin"}])
     async with running_node(config) as node:
-        api = ApiServer(node, NodeCentre(node), settings)
+        # Replace the node's own API (no tokens in this config) by one with the test's tokens.
+        if node.api is not None:
+            await node.api.stop()
+        api = node.api = ApiServer(node, NodeCentre(node), settings)
         await api.start()
         try:
             async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": "Bearer t-2001"}) as http:

@@ -28,10 +28,10 @@ def softswitch(*args: str, cwd: Path) -> subprocess.Popen:
 
 def answers_options(port: int, deadline: float) -> bool:
     probe = (
-        "OPTIONS sip:probe@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKcli;rport\r\n"
-        "From: <sip:t@x>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\nCall-ID: cli\r\nCSeq: 1 OPTIONS\r\n"
-        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"OPTIONS sip:probe@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKcli;rport\r\n"
+        b"From: <sip:t@x>;tag=1\r\nTo: <sip:probe@127.0.0.1>\r\nCall-ID: cli\r\nCSeq: 1 OPTIONS\r\n"
+        b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         s.settimeout(0.3)

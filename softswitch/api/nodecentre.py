@@ -40,24 +40,13 @@ class NodeCentre:
     # -- agents ----------------------------------------------------------------------------
 
     def _act(self, agent: str, action: str, reason: str = "") -> None:
-        """An agent action through the node centre's own `agent_action` (which also keeps the
-        agent's reachability right), or straight on the engine for a centre without it."""
-        act = getattr(self.node.centre, "agent_action", None)
-        if act is not None:
-            problem = act(agent, action, reason=reason)
-            if problem == "not-an-agent":
-                raise NotFound(f"no agent {agent}")
-            if problem:
-                raise Conflict(f"agent {agent}: {problem}")
-            return
-        engine, now = self._engine, time.time()
-        decisions = {
-            "login": lambda: engine.agent_logged_in(agent, now),
-            "logout": lambda: engine.agent_logged_out(agent, now),
-            "pause": lambda: engine.agent_paused(agent, reason, now),
-            "ready": lambda: engine.agent_ready(agent, now),
-        }[action]()
-        self.node.centre.apply(decisions)
+        """An agent action through the node centre (which also keeps reachability and deliberate
+        logouts right, exactly as the phones' feature codes do)."""
+        problem = self.node.centre.agent_action(agent, action, reason=reason)
+        if problem == "not-an-agent":
+            raise NotFound(f"no agent {agent}")
+        if problem:
+            raise Conflict(f"agent {agent}: {problem}")
 
     def agent_login(self, agent: str) -> None:
         if self._state(agent) != "offline":
