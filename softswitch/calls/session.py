@@ -66,6 +66,14 @@ class SessionServices:
         self.media_address = media_address
         self.sessions: dict[str, CallSession] = {}
         self._unsubscribe = media.on_dtmf(self._on_dtmf)
+        self._unsubscribe_timeout = media.on_timeout(self._on_rtp_timeout)
+
+    def _on_rtp_timeout(self, leg_id: str) -> None:
+        """No RTP from a leg for the media timeout: the phone or the network is gone; end the call."""
+        session = self.sessions.get(leg_id.split(":", 1)[0])
+        if session is not None and not session.ended.is_set():
+            log.info("call %s: no RTP on %s, hanging up", session.call.uuid, leg_id)
+            session._hangup("rtp_timeout")
 
     def _on_dtmf(self, leg_id: str, digit: DtmfDigit) -> None:
         call_uuid = leg_id.split(":", 1)[0]
@@ -76,6 +84,7 @@ class SessionServices:
 
     def close(self) -> None:
         self._unsubscribe()
+        self._unsubscribe_timeout()
 
 
 class CallSession:
