@@ -147,3 +147,25 @@ async def test_malformed_input_over_udp_and_tcp_does_not_stop_the_node(tmp_path)
         tcp = await run_sipp("register_only.xml", (tcp_host, tcp_port), inf=inf, calls=5, rate=20, transport="tcp")
         assert tcp.returncode == 0 and tcp.successful == 5, tcp.explain()
         assert node.transports.stats.malformed > 0
+
+
+async def test_a_flooding_source_is_rate_limited_and_others_are_still_served(tmp_path):
+    config = node_config(tmp_path, security={"rate_limit": 20, "rate_burst": 20})
+    async with running_node(config) as node:
+        host, port = node.address("udp")
+        flood = await UdpClient.open("127.0.0.7")
+        other = await UdpClient.open("127.0.0.8")
+        try:
+            for i in range(200):
+                flood.send(options_request(flood.port, branch=f"z9hG4bKflood{i}", call_id=f"f{i}"), (host, port))
+            answered = 0
+            while await flood.recv(timeout=0.5) is not None:
+                answered += 1
+            assert 20 <= answered < 60, answered  # the burst, plus what the rate refills meanwhile
+            assert node.dropped >= 140
+            other.send(options_request(other.port, branch="z9hG4bKother", call_id="o1"), (host, port))
+            reply = await other.recv(timeout=2.0)
+            assert reply is not None and status_of(reply) == 200
+        finally:
+            flood.close()
+            other.close()
