@@ -141,7 +141,8 @@ async def test_metrics_come_from_a_registry_per_node_and_show_queues_agents_call
             await http.post("/api/agents/u0001/pause", headers=auth("supervisor"), json={"reason": "x"})
             await http.post("/api/agents/u0000/login", headers=auth("agent"))
             centre.enqueue("call-a", "sales", "0311112222")
-            api.metrics.rtp_streams.set(4)
+            for leg in ("metrics-a", "metrics-b"):  # two real RTP endpoints on node a's media backend
+                await node.media.allocate(leg)
             await asyncio.sleep(0.3)  # one lag probe
             text = (await http.get("/metrics")).text
             text_b = (await httpx.AsyncClient(base_url=api_b.url).get("/metrics")).text
@@ -151,7 +152,7 @@ async def test_metrics_come_from_a_registry_per_node_and_show_queues_agents_call
         assert 'softswitch_queue_agents{queue="support",state="available"} 1.0' in lines
         assert 'softswitch_agents{state="available"} 1.0' in lines
         assert "softswitch_active_calls 0.0" in lines and "softswitch_registrations 0.0" in lines
-        assert "softswitch_rtp_streams 4.0" in lines
+        assert "softswitch_rtp_streams 2.0" in lines
         assert any(x.startswith("softswitch_event_loop_lag_seconds ") for x in lines)
         assert any(x.startswith("softswitch_event_loop_lag_count ") and not x.endswith(" 0.0") for x in lines)
         assert any(x.startswith("softswitch_call_rate ") for x in lines)

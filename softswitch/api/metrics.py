@@ -82,10 +82,13 @@ class NodeMetrics:
         *,
         active_calls: Callable[[], int],
         registrations: Callable[[float], int],
+        media_legs: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.bus = bus
         self.active_calls = active_calls
         self.registrations = registrations
+        self.media_legs = media_legs  # per-leg stats of the media backend, read at scrape time
+        self._rtp_seen: dict[str, tuple[int, int]] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.queues: list[dict[str, Any]] = []
         self.agents: list[dict[str, Any]] = []
@@ -145,4 +148,25 @@ class NodeMetrics:
         """The exposition text, with the contact centre's current queues and agents."""
         self.queues = list(queues)
         self.agents = list(agents)
+        if self.media_legs is not None:
+            self._sample_rtp(self.media_legs())
         return generate_latest(self.registry)
+
+    def _sample_rtp(self, legs: list[dict[str, Any]]) -> None:
+        """Streams now; packets and losses counted as they grew since the last scrape."""
+        self.rtp_streams.set(len(legs))
+        seen: dict[str, tuple[int, int]] = {}
+        received = lost = 0
+        for leg in legs:
+            key = str(leg.get("leg", ""))
+            rx, ls = int(leg.get("packets_received", 0)), int(leg.get("packets_lost", 0))
+            before = self._rtp_seen.get(key, (0, 0))
+            received += max(0, rx - before[0])
+            lost += max(0, ls - before[1])
+            seen[key] = (rx, ls)
+        self._rtp_seen = seen
+        if received:
+            self.rtp_packets.inc(received)
+        if lost:
+            self.rtp_packets_lost.inc(lost)
+        self.rtp_loss_ratio.set(lost / (received + lost) if received + lost else 0.0)

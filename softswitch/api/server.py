@@ -125,6 +125,7 @@ class ApiServer:
             node.bus,
             active_calls=lambda: len(node.b2bua),
             registrations=node.registrar.count,
+            media_legs=_media_legs(node),
         )
         self.hub = CtiHub(node.bus, centre, lambda: node.store.recent_calls if node.store is not None else None)
         self.endpoints = self._endpoints()
@@ -503,3 +504,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("API handler failed on %s %s", request.method, request.url.path)
     return JSONResponse({"error": "internal", "detail": type(exc).__name__}, status_code=500)
+
+
+def _media_legs(node: Any) -> Callable[[], list[dict[str, Any]]] | None:
+    """Per-leg RTP statistics from the node's in-process media backend, if it has one."""
+    media = getattr(node, "media", None)
+    if media is None or not hasattr(media, "legs"):
+        return None
+
+    def legs() -> list[dict[str, Any]]:
+        out = []
+        for leg_id in list(media.legs):
+            try:
+                out.append({"leg": leg_id, **media.stats(leg_id)})
+            except KeyError:
+                continue
+        return out
+
+    return legs
