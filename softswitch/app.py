@@ -589,14 +589,15 @@ def install_uvloop() -> bool:
 async def serve(config: NodeConfig) -> int:
     """Run a node until SIGTERM or SIGINT, then shut it down cleanly."""
     node = Node(config)
-    await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers first: a SIGTERM during start-up must still end in a clean stop, not a kill.
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, node.reload_dialplan, "SIGHUP")
+    await node.start()
     log.info("node ready: domain %s", config.sip.domain)
     await stop.wait()
     log.info("shutting down: refusing new calls, waiting up to %.0f s for calls in progress",
