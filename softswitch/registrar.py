@@ -16,7 +16,7 @@ from typing import Protocol
 
 from softswitch.events import Event, RegistrationChanged
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.message import Request, Response, make_response
+from softswitch.sip.message import Request, Response, make_response, new_tag
 from softswitch.sip.transaction import Addr
 from softswitch.sip.uri import NameAddr, SipURI, parse_name_addr, parse_uri
 
@@ -145,10 +145,10 @@ class Registrar:
         to = req.to
         to_uri = to.uri if to is not None else None
         if not isinstance(to_uri, SipURI) or to_uri.user is None:
-            return make_response(req, 400, "To must be a sip URI with a user part", to_tag=_tag())
+            return make_response(req, 400, "To must be a sip URI with a user part", to_tag=new_tag())
         if to_uri.user != user:
             # Someone's credentials used to register someone else's address.
-            return make_response(req, 403, "Forbidden", to_tag=_tag())
+            return make_response(req, 403, "Forbidden", to_tag=new_tag())
         aor = self.aor_for(user)
         call_id = req.call_id or ""
         cseq = req.cseq[0]
@@ -156,10 +156,10 @@ class Registrar:
 
         if req.contact_star:
             if header_expires != 0 or len(req.contacts) > 0:
-                return make_response(req, 400, "Wildcard Contact needs Expires: 0 alone", to_tag=_tag())
+                return make_response(req, 400, "Wildcard Contact needs Expires: 0 alone", to_tag=new_tag())
             for b in self.bindings.get(aor):
                 if b.call_id == call_id and cseq <= b.cseq:
-                    return make_response(req, 400, "CSeq out of order", to_tag=_tag())
+                    return make_response(req, 400, "CSeq out of order", to_tag=new_tag())
             for b in self.bindings.get(aor):
                 self._remove(b, now, "removed")
             return self._ok(req, aor, now)
@@ -171,9 +171,9 @@ class Registrar:
             if expires is None:
                 expires = self.default_expires
             if expires < 0:
-                return make_response(req, 400, "Bad expires value", to_tag=_tag())
+                return make_response(req, 400, "Bad expires value", to_tag=new_tag())
             if 0 < expires < self.min_expires:
-                resp = make_response(req, 423, "Interval Too Brief", to_tag=_tag())
+                resp = make_response(req, 423, "Interval Too Brief", to_tag=new_tag())
                 resp.headers.add("Min-Expires", str(self.min_expires))
                 return resp
             changes.append((contact, contact_key(contact), min(expires, self.max_expires)))
@@ -182,10 +182,10 @@ class Registrar:
         for _, key, _ in changes:
             old = existing.get(key)
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
-                return make_response(req, 400, "CSeq out of order", to_tag=_tag())
+                return make_response(req, 400, "CSeq out of order", to_tag=new_tag())
         adding = {key for _, key, exp in changes if exp > 0 and key not in existing}
         if len(existing) + len(adding) > self.max_contacts:
-            return make_response(req, 403, "Too many contacts", to_tag=_tag())
+            return make_response(req, 403, "Too many contacts", to_tag=new_tag())
 
         user_agent = req.headers.get("User-Agent") or ""
         for contact, key, expires in changes:
@@ -229,7 +229,7 @@ class Registrar:
         return self._ok(req, aor, now)
 
     def _ok(self, req: Request, aor: str, now: float) -> Response:
-        resp = make_response(req, 200, "OK", to_tag=_tag())
+        resp = make_response(req, 200, "OK", to_tag=new_tag())
         for b in self.bindings.get(aor):
             if b.expires_at > now:
                 resp.headers.add("Contact", f"<{b.contact}>;expires={b.remaining(now)}")
@@ -284,12 +284,6 @@ class Registrar:
 
     def count(self, now: float) -> int:
         return sum(1 for b in self.bindings.all() if b.expires_at > now)
-
-
-def _tag() -> str:
-    from softswitch.sip.message import new_tag
-
-    return new_tag()
 
 
 def _int_or_none(value: str | None) -> int | None:

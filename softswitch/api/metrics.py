@@ -89,6 +89,7 @@ class NodeMetrics:
         self.registrations = registrations
         self.media_legs = media_legs  # per-leg stats of the media backend, read at scrape time
         self._rtp_seen: dict[str, tuple[int, int]] = {}
+        self._by_kind: dict[str, Any] = {}  # label children, looked up once per kind
         self.registry = CollectorRegistry(auto_describe=False)
         self.queues: list[dict[str, Any]] = []
         self.agents: list[dict[str, Any]] = []
@@ -130,7 +131,10 @@ class NodeMetrics:
             self._lag_task = None
 
     def _on_event(self, event: Event) -> None:
-        self.events_total.labels(event.kind).inc()
+        counter = self._by_kind.get(event.kind)
+        if counter is None:
+            counter = self._by_kind[event.kind] = self.events_total.labels(event.kind)
+        counter.inc()
         if isinstance(event, CallStarted):
             self.calls_total.inc()
             self.call_starts.append(event.ts)
