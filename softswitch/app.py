@@ -52,6 +52,7 @@ from softswitch.sip.uri import SipURI, parse_uri
 from softswitch.store import open_store
 from softswitch.store.base import Store, StoreUnavailable
 from softswitch.store.writer import StoreWriter
+from softswitch.timers import DeadlineTimer
 from softswitch.transport import Transports
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,9 @@ class Node:
         self._users = {u.id for u in config.directory.users}
         self._client_callbacks: dict[object, Callable[[Response], None]] = {}
         self.dropped = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._reg_timer: asyncio.TimerHandle | None = None
+        self._timer = DeadlineTimer(self._on_timer, lambda: asyncio.get_running_loop().time())
+        # Binding expiry is on wall time (it is persisted and outlives restarts).
+        self._reg_timer = DeadlineTimer(self._on_registrar_timer, time.time)
         self._stopping = False
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
@@ -154,7 +155,7 @@ class Node:
             host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
             self.listening.append((spec.transport, host, port))
             log.info("listening on %s://%s:%d", spec.transport, host, port)
-        self._schedule_registrar()
+        self._reg_timer.arm(self.registrar.next_deadline())
         self.api = ApiServer(self, NodeCentre(self), self.config.api)
         await self.api.start()
         log.info("API on http://%s:%d (docs at /docs, wallboard at /wallboard)", self.config.api.host,
@@ -191,10 +192,8 @@ class Node:
             self.b2bua.hangup(call_uuid, "shutdown")
         if len(self.b2bua) or self.transactions.next_deadline() is not None:
             await asyncio.sleep(0.2)  # let the BYEs and final answers go out
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._reg_timer is not None:
-            self._reg_timer.cancel()
+        self._timer.cancel()
+        self._reg_timer.cancel()
         self._watch_stop.set()
         if self._watcher is not None:
             self._watcher.cancel()
@@ -330,32 +329,15 @@ class Node:
         self.transports.send(resp.serialize(), dest)
 
     def _reschedule(self) -> None:
-        deadline = self.transactions.next_deadline()
-        if deadline is None:
-            return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer_at = deadline
-        self._timer = loop.call_at(deadline, self._on_timer)
+        self._timer.arm(self.transactions.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         now = asyncio.get_running_loop().time()
         self._execute(self.transactions.tick(now))
 
-    def _schedule_registrar(self) -> None:
-        deadline = self.registrar.next_deadline()
-        loop = asyncio.get_running_loop()
-        delay = 60.0 if deadline is None else max(0.0, min(60.0, deadline - time.time()))
-        self._reg_timer = loop.call_later(delay, self._on_registrar_timer)
-
     def _on_registrar_timer(self) -> None:
         self.registrar.expire(time.time())
-        self._schedule_registrar()
+        self._reg_timer.arm(self.registrar.next_deadline())
 
     # -- services the call layer uses (B2BUA's SipService) -----------------------------------
 
@@ -467,7 +449,7 @@ class Node:
             self.respond(who)
             return
         self.respond(self.registrar.handle_register(req, source, who, wall))
-        self._schedule_registrar_soon()
+        self._reg_timer.arm(self.registrar.next_deadline())
 
     def _external_target(self, number: str, caller: str, trunk: str | None) -> Target | None:
         """A number outside, through the trunk named (or the one whose prefixes match)."""
@@ -503,16 +485,6 @@ class Node:
         session = CallSession(self.sessions, call, interpreter)
         session.start()
         return True
-
-    def _schedule_registrar_soon(self) -> None:
-        deadline = self.registrar.next_deadline()
-        if deadline is None or self._reg_timer is None:
-            return
-        loop = asyncio.get_running_loop()
-        due = loop.time() + max(0.0, deadline - time.time())
-        if due < self._reg_timer.when():
-            self._reg_timer.cancel()
-            self._reg_timer = loop.call_at(due, self._on_registrar_timer)
 
     def _on_options(self, req: Request, source: Addr) -> None:
         resp = make_response(req, 200, "OK", to_tag=new_tag())

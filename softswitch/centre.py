@@ -38,6 +38,7 @@ from acd.model import (
 from softswitch.config import NodeConfig, QueueSettings
 from softswitch.dialplan import commands as c
 from softswitch.events import Event, QueueEvent, RegistrationChanged
+from softswitch.timers import DeadlineTimer
 
 if TYPE_CHECKING:
     from softswitch.calls.b2bua import Attempt, Target
@@ -113,8 +114,7 @@ class ContactCentre:
         self.logged_out: set[str] = set()  # agents who logged out themselves (no auto login)
         self.moh = moh
         self.announce_lang = announce_lang
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._timer = DeadlineTimer(self._on_timer, time.time)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -364,22 +364,10 @@ class ContactCentre:
     # -- timers ------------------------------------------------------------------------------
 
     def _reschedule(self) -> None:
-        deadline = self.engine.next_deadline()
-        if deadline is None:
-            return
-        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer_at = deadline
-        self._timer = loop.call_later(max(0.0, deadline - time.time()), self._on_timer)
+        self._timer.arm(self.engine.next_deadline())
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         self.apply(self.engine.tick(time.time()))
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()

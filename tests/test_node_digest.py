@@ -3,6 +3,7 @@ HA1-configured users, nonce-count replay refused, over real UDP on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -76,3 +77,26 @@ async def test_user_configured_by_ha1_registers_without_a_plain_password(tmp_pat
             assert (await exchange(client, dest, register(client.port, "3001", 2, auth))).status == 200
         finally:
             client.close()
+
+
+async def test_a_binding_that_is_not_refreshed_expires_on_time(tmp_path):
+    config = node_config(tmp_path, users=[("2002", "pw-2002")],
+                         sip={"min_expires": 1}, security={"digest_algorithms": ["MD5"]})
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        dest = node.address("udp")
+        client = await UdpClient.open()
+        try:
+            challenge = await exchange(client, dest, register(client.port, "2002", 1).replace(
+                b"Expires: 600", b"Expires: 1"))
+            auth = DigestClient().authorization(challenge.headers.values("WWW-Authenticate"), "REGISTER",
+                                                f"sip:{DOMAIN}", "2002", "pw-2002")
+            ok = await exchange(client, dest, register(client.port, "2002", 2, auth).replace(
+                b"Expires: 600", b"Expires: 1"))
+            assert ok.status == 200 and node.registrar.count(time.time()) == 1
+        finally:
+            client.close()
+        await asyncio.sleep(1.6)  # no polling: the node's timer fires at the binding's deadline
+        assert [e.action for e in events if getattr(e, "kind", "") == "registration"] == ["bound", "expired"]
+        assert not node.registrar.lookup("2002", time.time())
