@@ -110,11 +110,13 @@ class CpuSampler:
 class NodeProcess:
     """bench/_node.py as a subprocess pinned to one CPU, with its JSON-lines stats file."""
 
-    def __init__(self, config: Path, stats: Path, cpu: str, gc_mode: str = "default") -> None:
+    def __init__(self, config: Path, stats: Path, cpu: str, gc_mode: str = "default",
+                 gc_thresholds: str | None = None) -> None:
         self.stats = stats
         self.proc = subprocess.Popen(
             ["taskset", "-c", cpu, sys.executable, str(ROOT / "bench" / "_node.py"),
-             "--config", str(config), "--stats", str(stats), "--gc", gc_mode],
+             "--config", str(config), "--stats", str(stats), "--gc", gc_mode,
+             *(["--gc-thresholds", gc_thresholds] if gc_thresholds else [])],
             cwd=ROOT,
         )
 
@@ -244,6 +246,7 @@ class Step:
     cpu: float
     sipp_cpu: float
     gc_longest_ms: float
+    gc_detail: str
     peak_established: int
     kb_per_1000: float
 
@@ -312,6 +315,8 @@ def run_step(node: NodeProcess, node_port: int, uas_port: int, inf: Path, rate: 
         cpu=cpu,
         sipp_cpu=sipp_cpu / wall if wall > 0 else 0.0,
         gc_longest_ms=max(peak.get("gc_longest_ms", [0.0])),
+        gc_detail=" ".join(f"gen{g}:{n}x<={ms:.0f}ms" for g, (n, ms) in
+                           enumerate(zip(peak.get("gc_collections", []), peak.get("gc_longest_ms", []), strict=False))),
         peak_established=established,
         kb_per_1000=grown / established * 1000 if established else float("nan"),
     )
@@ -326,6 +331,8 @@ def main() -> int:
     parser.add_argument("--gc", choices=("default", "tuned"), default="default",
                         help="the node's garbage collector: as is, or frozen after start-up with high "
                              "thresholds (an experiment to size GC pauses)")
+    parser.add_argument("--gc-detail", action="store_true", help="print collections per generation per step")
+    parser.add_argument("--gc-thresholds", help="with --gc tuned: gc.set_threshold values, e.g. 5000,10,1000000")
     args = parser.parse_args()
     for tool in ("sipp", "taskset"):
         if shutil.which(tool) is None:
@@ -336,7 +343,7 @@ def main() -> int:
         users = callers(args.users)
         config = write_config(tmp, node_port, users)
         inf = write_users_inf(tmp / "callers.csv", users, DOMAIN)
-        node = NodeProcess(config, tmp / "stats.jsonl", "0", args.gc)
+        node = NodeProcess(config, tmp / "stats.jsonl", "0", args.gc, args.gc_thresholds)
         try:
             node.wait_ready()
             register_callee(node_port, uas_port, tmp)
@@ -353,7 +360,8 @@ def main() -> int:
                     f"{step.auth_invite_p99:<10.0f} {step.cpu * 100:>7.0f}% {step.sipp_cpu * 100:>7.0f}% "
                     f"{step.gc_longest_ms:>9.0f} {step.peak_established:>11} "
                     f"{step.kb_per_1000:>13.0f}"
-                    + ("" if step.sustained else "   <- not sustained"),
+                    + ("" if step.sustained else "   <- not sustained")
+                    + (f"\n{'':>8} GC during the step: {step.gc_detail}" if args.gc_detail else ""),
                     flush=True,
                 )
                 if not step.sustained:
