@@ -23,7 +23,7 @@ from softswitch.api import ApiServer
 from softswitch.api.nodecentre import NodeCentre
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
-from softswitch.calls.session import CallSession, SessionServices
+from softswitch.calls.session import CallSession, DeferredObserver, SessionServices
 from softswitch.calls.trunks import Trunks, TrunkUnavailable
 from softswitch.centre import ContactCentre
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
@@ -116,6 +116,7 @@ class Node:
             voicemail_dir=media.recordings_dir / "voicemail", centre=self.centre, media_address=media.address,
             lookup_external=self._external_target,
         )
+        self.centre.services = self.sessions
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "OPTIONS": self._on_options,
@@ -425,7 +426,7 @@ class Node:
         callee = ruri.user if isinstance(ruri, SipURI) else None
         feature = match_feature(self.config.features, callee) if callee else None
         if feature is not None:
-            call = self.b2bua.accept(req, source, who, callee or "", _Deferred(lambda: fc))
+            call = self.b2bua.accept(req, source, who, callee or "", DeferredObserver(lambda: fc))
             fc = FeatureCall(self.sessions, call, self.centre, *feature)
             fc.start()
             return
@@ -480,7 +481,7 @@ class Node:
         interpreter = Interpreter(plan, match, {"caller": caller, "did": did, "dialled": number},
                                   prompts_dir=self.config.media.prompts_dir)
         session: CallSession
-        call = self.b2bua.accept(req, source, caller, number, _Deferred(lambda: session),
+        call = self.b2bua.accept(req, source, caller, number, DeferredObserver(lambda: session),
                                  trunk=trunk or "", did=did)
         session = CallSession(self.sessions, call, interpreter)
         session.start()
@@ -492,19 +493,6 @@ class Node:
         resp.headers.add("Accept", "application/sdp")
         resp.headers.add("Supported", ", ".join(sorted(SUPPORTED)))
         self.respond(resp)
-
-
-class _Deferred:
-    """The B2BUA's observer for a session created right after its call (breaks the cycle)."""
-
-    def __init__(self, get: Callable[[], CallSession]) -> None:
-        self._get = get
-
-    def on_ended(self, call: object, side: str, cause: str) -> None:
-        self._get().on_ended(call, side, cause)  # type: ignore[arg-type]
-
-    def on_reoffer(self, call: object, side: str, sdp: bytes) -> bytes:
-        return self._get().on_reoffer(call, side, sdp)  # type: ignore[arg-type]
 
 
 def hold_music() -> np.ndarray:

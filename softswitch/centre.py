@@ -42,7 +42,7 @@ from softswitch.timers import DeadlineTimer
 
 if TYPE_CHECKING:
     from softswitch.calls.b2bua import Attempt, Target
-    from softswitch.calls.session import CallSession
+    from softswitch.calls.session import CallbackCall, CallSession, SessionServices
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ class Waiting:
     joined: float = field(default_factory=time.time)
 
 
+@dataclass
+class Callback:
+    """A caller who pressed the callback key, hung up and keeps their place."""
+
+    number: str
+    queue: str
+    customer_id: str = ""
+    session: CallbackCall | None = None
+
+
+CALLBACK_CONFIRM = "順番が来ましたら、こちらからお電話いたします。このままお切りください。"
+
+
 class ContactCentre:
     """Queues on a node: the ACD engine plus the calls it routes."""
 
@@ -112,6 +125,8 @@ class ContactCentre:
         self.agents = {a.id for a in agent_configs(config)}
         self.waiting: dict[str, Waiting] = {}
         self.logged_out: set[str] = set()  # agents who logged out themselves (no auto login)
+        self.callbacks: dict[str, Callback] = {}  # callers who asked to be called back, by caller id
+        self.services: SessionServices | None = None  # set by the node (media, B2BUA, TTS for callbacks)
         self.moh = moh
         self.announce_lang = announce_lang
         self._timer = DeadlineTimer(self._on_timer, time.time)
@@ -154,6 +169,8 @@ class ContactCentre:
             number=call.caller, customer_id=call.customer_id,
         )
         self.apply(decisions)
+        key = self._callback_key(cmd.queue)
+        watcher = asyncio.ensure_future(self._watch_callback_key(w, key)) if key else None
         try:
             if cmd.max_wait is not None:
                 return await asyncio.wait_for(asyncio.shield(w.result), cmd.max_wait)
@@ -166,6 +183,8 @@ class ContactCentre:
             self._leave(call.uuid)
             raise
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if not w.connected:
                 self.waiting.pop(call.uuid, None)
             session.on_cleanup.append(lambda: self._call_over(call.uuid))
@@ -181,15 +200,79 @@ class ContactCentre:
         w.offers.clear()
         if not w.connected:
             now = time.time()
-            self.publish(QueueEvent(ts=now, queue=w.queue, call_uuid=caller, event="abandoned",
-                                    caller=w.session.call.caller, wait=now - w.joined,
-                                    reason="caller hung up or left the queue"))
+            if caller not in self.callbacks:
+                self.publish(QueueEvent(ts=now, queue=w.queue, call_uuid=caller, event="abandoned",
+                                        caller=w.session.call.caller, wait=now - w.joined,
+                                        reason="caller hung up or left the queue"))
+            # With a callback requested the engine keeps the caller's place.
             self.apply(self.engine.caller_left(caller, now))
 
     def _call_over(self, caller: str) -> None:
         w = self.waiting.pop(caller, None)
         if w is not None and w.connected:
             self.apply(self.engine.call_ended(caller, time.time()))
+
+    # -- queued callbacks ----------------------------------------------------------------------
+
+    def _callback_key(self, queue: str) -> str | None:
+        for q in self.config.queues:
+            if q.name == queue:
+                return q.callback_key
+        return None
+
+    async def _watch_callback_key(self, w: Waiting, key: str) -> None:
+        """While the caller waits: the callback key keeps their place and ends the call."""
+        session = w.session
+        while True:
+            digit = await session.digits.get()
+            if digit == key:
+                break
+        call = session.call
+        self.callbacks[call.uuid] = Callback(number=call.caller, queue=w.queue, customer_id=call.customer_id)
+        self.publish(QueueEvent(ts=time.time(), queue=w.queue, call_uuid=call.uuid, event="callback_requested",
+                                caller=call.caller, wait=time.time() - w.joined, reason="caller pressed " + key))
+        self.apply(self.engine.callback_requested(call.uuid, call.caller, time.time()))
+        await session.s.media.stop(session.a_leg)
+        path = await session.s.tts.render(CALLBACK_CONFIRM, lang=self.announce_lang)
+        handle = await session.s.media.play(session.a_leg, path)
+        await handle.wait()
+        session._hangup("callback_requested")
+
+    def _callback_offer(self, d: Offer) -> None:
+        """The turn of a caller who asked for a callback: ring the agent first, then the caller."""
+        cb = self.callbacks.get(d.caller)
+        targets = self.lookup_user(d.agent)
+        if cb is None or self.services is None or not targets:
+            self.apply(self.engine.offer_rejected(d.caller, d.agent, time.time()))
+            return
+        asyncio.get_running_loop().create_task(self._run_callback(cb, d, targets))
+
+    async def _run_callback(self, cb: Callback, d: Offer, targets: list[Target]) -> None:
+        from softswitch.calls.session import CallbackCall
+
+        assert self.services is not None
+        cc, result = await CallbackCall.ring_agent(self.services, cb.number, d.agent, targets, d.ring_timeout + 2)
+        cb.session = cc
+        now = time.time()
+        if result == "answered":
+            self.apply(self.engine.offer_accepted(d.caller, d.agent, now))
+        elif result in ("no_answer",):
+            cb.session = None
+            self.apply(self.engine.offer_timed_out(d.caller, d.agent, now))
+        else:
+            cb.session = None
+            self.apply(self.engine.offer_rejected(d.caller, d.agent, now))
+
+    async def _connect_callback(self, cb: Callback, d: Connect) -> None:
+        cc = cb.session
+        if cc is None:
+            return
+        self.callbacks.pop(d.caller, None)
+        cc.call.queue = d.queue
+        cc.call.agent = d.agent
+        cc.call.customer_id = cb.customer_id
+        await cc.dial_customer(cb.number, from_user=d.queue)
+        self.apply(self.engine.call_ended(d.caller, time.time()))
 
     # -- agents and supervisors (feature codes, API) -----------------------------------------
 
@@ -251,6 +334,10 @@ class ContactCentre:
                         w.session.s.b2bua.cancel_attempt(attempt)
                     asyncio.get_running_loop().create_task(w.session.release(leg))
         elif isinstance(d, Connect):
+            cb = self.callbacks.get(d.caller)
+            if cb is not None and cb.session is not None:
+                asyncio.get_running_loop().create_task(self._connect_callback(cb, d))
+                return
             w = self.waiting.get(d.caller)
             if w is not None:
                 asyncio.get_running_loop().create_task(self._connect(w, d))
@@ -270,6 +357,9 @@ class ContactCentre:
             w.result.set_result(c.QueueResult(outcome=outcome))  # type: ignore[arg-type]
 
     def _offer(self, d: Offer) -> None:
+        if d.callback_number is not None and d.caller in self.callbacks:
+            self._callback_offer(d)
+            return
         w = self.waiting.get(d.caller)
         if w is None:
             self.apply(self.engine.offer_rejected(d.caller, d.agent, time.time()))

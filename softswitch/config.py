@@ -405,6 +405,8 @@ class QueueSettings(_Strict):
     affinity_wait: float = Field(0, ge=0)
     escalation: list[EscalationStep] = Field(default_factory=list)
     moh: str | None = None
+    callback_key: str | None = Field(None, pattern=r"^[0-9*#]$",
+                                     description="a key a waiting caller presses to be called back, keeping the place")
 
 
 class NodeConfig(_Strict):

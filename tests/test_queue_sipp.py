@@ -155,3 +155,40 @@ async def queue_call_either(node, tmp: Path, caller: str, ports: dict[str, int])
             phone.kill()
             await phone.wait()
     return cdr.agent
+
+
+async def test_queued_callback_keeps_the_place_and_calls_the_caller_back_when_an_agent_is_free(tmp_path):
+    require_sipp()
+    path = write_node(tmp_path, ["2001"], ["3001"])
+    path.write_text(path.read_text().replace("announce_every: null}", "announce_every: null, callback_key: '9'}"))
+    config = load_config(path)
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        agent_port = await register_agent(node, tmp_path, "2001")
+        assert node.centre.agent_action("2001", "pause", reason="meeting") is None  # nobody free yet
+        caller_port = await register_agent(node, tmp_path, "3001")  # the caller's phone is registered too
+        inf = write_users_inf(tmp_path / "caller.csv", [("3001", "pw-3001")], DOMAIN)
+        uac = await run_sipp("uac_queue_callback.xml", node.address("udp"), inf=inf, service="700",
+                             port=caller_port, timeout=40)
+        assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+        (asked,) = [e for e in events if isinstance(e, QueueEvent) and e.event == "callback_requested"]
+        assert node.centre.engine.caller_state(asked.call_uuid) == "waiting"  # the place is kept
+        assert not [e for e in events if isinstance(e, QueueEvent) and e.event == "abandoned"]
+        # The agent comes back: their phone rings first, then the caller is called back.
+        agent = await start_sipp("uas_answer.xml", None, port=agent_port, calls=1, timeout=40)
+        customer = await start_sipp("uas_answer_then_bye.xml", None, port=caller_port, calls=1, timeout=40)
+        await asyncio.sleep(0.3)
+        assert node.centre.agent_action("2001", "ready") is None
+        assert (await customer.wait()).successful == 1
+        assert (await agent.wait()).successful == 1
+        for _ in range(60):
+            if sum(isinstance(e, CDR) for e in events) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        cdrs = [e for e in events if isinstance(e, CDR)]
+        callback = cdrs[-1]
+        assert (callback.caller, callback.agent, callback.queue) == ("3001", "2001", "support")
+        assert callback.disposition == "answered" and len(callback.legs) == 3
+        assert node.centre.engine.caller_state(asked.call_uuid) is None
+        assert len(node.b2bua) == 0

@@ -137,6 +137,10 @@ class Attempt:
     timer_cancel: Callable[[], None] | None = None
 
 
+#: CDR dispositions of failure statuses.
+DISPOSITIONS = {486: "busy", 600: "busy", 603: "declined", 480: "no-answer", 408: "no-answer", 487: "cancelled",
+                404: "failed"}
+
 # The response a caller sees when every fork failed: most telling first (RFC 3261 16.7 spirit).
 _PREFERENCE = (486, 600, 603, 404, 604, 484, 488, 606, 480, 487, 408, 503, 500)
 
@@ -205,7 +209,7 @@ class B2BUA:
         self._make_leg(call, target, max_forwards, call.a.invite.body)
 
     def _make_leg(self, call: Call, target: Target, max_forwards: int, body: bytes,
-                  attempt: Attempt | None = None) -> OutLeg:
+                  attempt: Attempt | None = None, from_user: str | None = None) -> OutLeg:
         """Build and send one outbound INVITE for the call (relayed or local SDP)."""
         a = call.a.invite
         req = Request("INVITE", target.uri)
@@ -214,7 +218,7 @@ class B2BUA:
         h.add("Max-Forwards", str(max_forwards))
         from_ = a.from_
         display = f'"{from_.display}" ' if from_.display else ""
-        h.add("From", f"{display}<sip:{call.caller}@{self._domain_of(a)}>;tag={new_tag()}")
+        h.add("From", f"{display}<sip:{from_user or call.caller}@{self._domain_of(a)}>;tag={new_tag()}")
         h.add("To", f"<{target.uri}>")
         h.add("Call-ID", new_call_id())
         h.add("CSeq", "1 INVITE")
@@ -364,8 +368,7 @@ class B2BUA:
         if retry:
             out.headers.add("Retry-After", retry)
         self.sip.respond(out)
-        disposition = {486: "busy", 600: "busy", 603: "declined", 480: "no-answer", 408: "no-answer",
-                       487: "cancelled", 404: "failed"}.get(status, "failed")
+        disposition = DISPOSITIONS.get(status, "failed")
         self._finish(call, disposition, f"{status}", "callee")
 
     def _no_answer(self, call: Call) -> None:
@@ -431,11 +434,11 @@ class B2BUA:
         if call.state != "ringing":
             return
         self.sip.respond(make_response(call.a.invite, status, reason, to_tag=call.a.tag))
-        disposition = {486: "busy", 603: "declined", 480: "no-answer", 404: "failed"}.get(status, "failed")
+        disposition = DISPOSITIONS.get(status, "failed")
         self._finish(call, disposition, cause or str(status), "system")
 
     def originate(self, call: Call, targets: list[Target], sdp: bytes, *, timeout: float,
-                  on_result: Callable[[OutLeg | None, int, bytes], None]) -> Attempt:
+                  on_result: Callable[[OutLeg | None, int, bytes], None], from_user: str | None = None) -> Attempt:
         """Ring `targets` in parallel with our SDP; `on_result` gets the answering leg (first 2xx
         wins, the others are cancelled) or None with the best failure status."""
         attempt = Attempt(call=call, legs=[], on_result=on_result)
@@ -449,8 +452,43 @@ class B2BUA:
 
         attempt.timer_cancel = self.sip.call_later(timeout, expired)
         for target in targets:
-            self._make_leg(call, target, 70, sdp, attempt)
+            self._make_leg(call, target, 70, sdp, attempt, from_user)
         return attempt
+
+    def originate_call(self, caller: str, callee: str, targets: list[Target], sdp: bytes, *, timeout: float,
+                       observer: CallObserver, on_result: Callable[[OutLeg | None, int, bytes], None],
+                       domain: str = "localhost", call_uuid: str | None = None) -> Call:
+        """A call the switch places itself (queued callbacks, click-to-call): ring `targets`; the
+        leg that answers becomes the call's first party, and more legs can then be originated."""
+        first = targets[0]
+        placeholder = Request("INVITE", first.uri)
+        for name, value in (("From", f"<sip:{caller}@{domain}>;tag={new_tag()}"), ("To", f"<{first.uri}>"),
+                            ("Call-ID", new_call_id()), ("CSeq", "1 INVITE")):
+            placeholder.headers.add(name, value)
+        call = Call(uuid=call_uuid or uuid.uuid4().hex, caller=caller, callee=callee,
+                    a=InLeg(invite=placeholder, source=first.dest, tag=new_tag()), start=self.clock(),
+                    local=True, observer=observer, state="ringing")
+        self.calls[call.uuid] = call
+        self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee))
+
+        def answered(leg: OutLeg | None, status: int, body: bytes) -> None:
+            if leg is None or leg.dialog is None:
+                self._finish(call, DISPOSITIONS.get(status, "failed"), str(status), "callee")
+                on_result(None, status, b"")
+                return
+            # Promote the answering leg to the call's first party.
+            dialog = leg.dialog
+            self._by_dialog[(dialog.call_id, dialog.local_tag)] = (call, "a")
+            call.b = None
+            call.a = InLeg(invite=leg.invite, source=leg.target.dest, tag=dialog.local_tag, dialog=dialog,
+                           acked=True)
+            call.state = "answered"
+            call.answer = self.clock()
+            self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by=leg.target.user))
+            on_result(leg, status, body)
+
+        self.originate(call, targets, sdp, timeout=timeout, on_result=answered)
+        return call
 
     def cancel_attempt(self, attempt: Attempt, status: int = 487) -> None:
         """Stop ringing (offer withdrawn, caller gone); `on_result` is not called."""

@@ -295,7 +295,8 @@ class CallSession:
         return c.DialTarget(kind="user" if self.s.lookup_user(value) or not value.isdigit() else "external",
                             value=value, trunk=trunk)
 
-    async def originate(self, leg: str, targets: list[Target], timeout: float) -> tuple[OutLeg | None, int]:
+    async def originate(self, leg: str, targets: list[Target], timeout: float,
+                        from_user: str | None = None) -> tuple[OutLeg | None, int]:
         """Ring targets from a new media leg; on answer its media is set up (not yet bridged)."""
         port = await self.endpoint(leg)
         offer = sdpmod.offer(self.s.media_address, port, session_id=int(time.time()))
@@ -306,7 +307,8 @@ class CallSession:
             if not fut.done():
                 fut.set_result((out, status, body))
 
-        attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done)
+        attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done,
+                                         from_user=from_user)
         try:
             out, status, body = await fut
         except asyncio.CancelledError:
@@ -425,3 +427,84 @@ class CallSession:
         for leg in list(self.legs):
             with contextlib.suppress(Exception):
                 await self.release(leg)
+
+
+class DeferredObserver:
+    """The B2BUA's observer for a session created right after its call (breaks the cycle)."""
+
+    def __init__(self, get: Callable[[], CallSession]) -> None:
+        self._get = get
+
+    def on_ended(self, call: Call, side: str, cause: str) -> None:
+        self._get().on_ended(call, side, cause)
+
+    def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
+        return self._get().on_reoffer(call, side, sdp)
+
+
+CALLBACK_NO_ANSWER = "お客様に電話がつながりませんでした。"
+
+
+class CallbackCall(CallSession):
+    """A queued callback: the switch rings the agent first (reserved by the ACD), then calls the
+    customer back and bridges them. Nobody is answered by the switch: it called both parties."""
+
+    def __init__(self, services: SessionServices, call: Call) -> None:
+        super().__init__(services, call, None)
+        self.answered = True
+
+    @classmethod
+    async def ring_agent(cls, services: SessionServices, number: str, agent: str, targets: list[Target],
+                         timeout: float) -> tuple[CallbackCall | None, str]:
+        """Ring the agent's phones; (the callback, "answered") or (None, a DialResult status)."""
+        call_uuid = uuid.uuid4().hex
+        leg = f"{call_uuid}:a"
+        port = (await services.media.allocate(leg)).port
+        offer = sdpmod.offer(services.media_address, port, session_id=int(time.time()))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[OutLeg | None, int, bytes]] = loop.create_future()
+        holder: list[CallbackCall] = []
+
+        def done(out: OutLeg | None, status: int, body: bytes) -> None:
+            if not fut.done():
+                fut.set_result((out, status, body))
+
+        call = services.b2bua.originate_call(number, agent, targets, bytes(offer), timeout=timeout,
+                                             observer=DeferredObserver(lambda: holder[0]), on_result=done,
+                                             call_uuid=call_uuid)
+        cc = cls(services, call)
+        holder.append(cc)
+        cc.legs.add(leg)
+        cc._ports[leg] = port
+        services.sessions[call.uuid] = cc
+        out, status, body = await fut
+        if out is None:
+            await cc._cleanup()
+            return None, DIAL_STATUS.get(status, "failed")
+        try:
+            await services.media.set_remote(leg, sdpmod.parse(body))
+        except (sdpmod.SdpError, ValueError):
+            cc._hangup("bad_sdp")
+            await cc._cleanup()
+            return None, "failed"
+        return cc, "answered"
+
+    async def dial_customer(self, number: str, from_user: str) -> bool:
+        """Call the customer back and bridge them to the agent; waits until the call ends."""
+        try:
+            targets = self.s.lookup_user(number)
+            if not targets and self.s.lookup_external is not None:
+                found = self.s.lookup_external(number, from_user, None)
+                targets = [found] if found is not None else []
+            leg = f"{self.call.uuid}:b"
+            out, status = await self.originate(leg, targets, 40.0, from_user=from_user) if targets else (None, 404)
+            if out is None:
+                path = await self.s.tts.render(CALLBACK_NO_ANSWER, lang="ja")
+                await self._play(path, False)
+                self._hangup("callback_no_answer")
+                return False
+            await self.bridge(leg)
+            await self.ended.wait()
+            return True
+        finally:
+            await self._cleanup()
