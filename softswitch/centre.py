@@ -42,7 +42,7 @@ from softswitch.timers import DeadlineTimer
 
 if TYPE_CHECKING:
     from softswitch.calls.b2bua import Attempt, Target
-    from softswitch.calls.session import CallbackCall, CallSession, SessionServices
+    from softswitch.calls.session import CallSession, PlacedCall, SessionServices
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Callback:
     number: str
     queue: str
     customer_id: str = ""
-    session: CallbackCall | None = None
+    session: PlacedCall | None = None
 
 
 CALLBACK_CONFIRM = "順番が来ましたら、こちらからお電話いたします。このままお切りください。"
@@ -248,10 +248,10 @@ class ContactCentre:
         asyncio.get_running_loop().create_task(self._run_callback(cb, d, targets))
 
     async def _run_callback(self, cb: Callback, d: Offer, targets: list[Target]) -> None:
-        from softswitch.calls.session import CallbackCall
+        from softswitch.calls.session import PlacedCall
 
         assert self.services is not None
-        cc, result = await CallbackCall.ring_agent(self.services, cb.number, d.agent, targets, d.ring_timeout + 2)
+        cc, result = await PlacedCall.ring(self.services, cb.number, d.agent, targets, d.ring_timeout + 2)
         cb.session = cc
         now = time.time()
         if result == "answered":
@@ -299,6 +299,23 @@ class ContactCentre:
         else:
             return "unknown-action"
         self.apply(decisions)
+        return None
+
+    def supervise(self, mode: str, supervisor: str, call_uuid: str) -> str | None:
+        """Ring the supervisor's phone and, once answered, mix it into the call (listen, whisper or
+        barge); None when the supervisor's phone is being rung, else why not."""
+        w = self.waiting.get(call_uuid)
+        if w is None or not w.connected or w.session.b_leg is None:
+            return "call-not-connected"
+        if self.services is None:
+            return "no-media"
+        targets = self.lookup_user(supervisor)
+        if not targets:
+            return "supervisor-not-registered"
+        from softswitch.calls.features import supervise_by_phone
+
+        asyncio.get_running_loop().create_task(
+            supervise_by_phone(self.services, mode, supervisor, targets, w.session))
         return None
 
     def session_of_agent(self, agent: str) -> CallSession | None:

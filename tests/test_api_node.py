@@ -64,7 +64,8 @@ async def test_screen_pop_from_the_ivr_queue_reaches_the_agent_before_the_phone_
                     r = await http.post(f"/api/calls/{pop['call_uuid']}/supervise",
                                         json={"mode": "listen", "supervisor": "3001"},
                                         headers={"Authorization": "Bearer t-admin"})
-                    assert r.status_code == 501 and r.json()["error"] == "not_supported"
+                    # The node would ring the supervisor's phone; 3001 has no registration to ring.
+                    assert r.status_code == 409 and "supervisor-not-registered" in r.json()["detail"]
                 for proc in (uac, phone):
                     result = await proc.wait()
                     assert result.returncode == 0 and result.successful == 1, result.explain()

@@ -71,3 +71,36 @@ async def test_supervisor_listens_to_an_agents_call_in_progress(tmp_path):
         assert not node.media._supervisions  # undone when the supervisor hung up
         assert (await caller.wait()).successful == 1
         assert (await phone.wait()).successful == 1
+
+
+async def test_supervision_asked_through_the_api_rings_the_supervisors_phone_and_mixes_it_in(tmp_path):
+    require_sipp()
+    config = load_config(write_node(tmp_path, ["2001"], ["3001", "2900"]))
+    async with running_node(config) as node:
+        agent_port = await register_agent(node, tmp_path, "2001")
+        sup_port = await register_agent(node, tmp_path, "2900")
+        phone = await start_sipp("uas_answer.xml", None, port=agent_port, calls=1, timeout=40)
+        supervisor_phone = await start_sipp("uas_answer.xml", None, port=sup_port, calls=1, timeout=40)
+        await asyncio.sleep(0.3)
+        caller_inf = write_users_inf(tmp_path / "caller.csv", [("3001", "pw-3001")], DOMAIN)
+        caller = await start_sipp("uac_ivr_queue.xml", node.address("udp"), inf=caller_inf, service="700",
+                                  timeout=40)
+        for _ in range(200):
+            target = node.centre.session_of_agent("2001")
+            if target is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert target is not None
+        assert node.centre.supervise("whisper", "2900", target.call.uuid) is None
+        mixed = False
+        for _ in range(60):
+            if node.media._supervisions:
+                mixed = True
+                break
+            await asyncio.sleep(0.05)
+        assert mixed, "the supervisor's phone was not mixed into the call"
+        assert (await caller.wait()).successful == 1
+        assert (await phone.wait()).successful == 1
+        # When the agent's call ends the switch hangs up the supervisor too.
+        assert (await supervisor_phone.wait()).successful == 1
+        assert not node.media._supervisions and len(node.b2bua) == 0

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from softswitch.api.acdview import agent_rows, queue_rows
-from softswitch.api.centre import Conflict, NotFound, NotSupported
+from softswitch.api.centre import Conflict, NotFound
 
 if TYPE_CHECKING:
     from softswitch.app import Node
@@ -114,13 +114,12 @@ class NodeCentre:
     def supervise(self, mode: str, supervisor: str, call_uuid: str) -> Any:
         if call_uuid not in self.node.b2bua.calls:
             raise NotFound(f"no call {call_uuid}")
-        # Ringing the supervisor's phone and mixing it in is the call layer's job; phones can do
-        # it today with the feature codes (*31-*33 + the agent's extension).
-        supervise = getattr(self.node.centre, "supervise", None)
-        if supervise is None:
-            raise NotSupported(f"{mode} from the API needs the call layer to ring {supervisor}: "
-                               "dial the supervision feature code from the phone instead")
-        return supervise(mode, supervisor, call_uuid)
+        # The node rings the supervisor's phone and mixes it in once answered (phones can also
+        # dial the feature codes *31-*33 + the agent's extension).
+        problem = self.node.centre.supervise(mode, supervisor, call_uuid)
+        if problem is not None:
+            raise Conflict(f"cannot {mode}: {problem}")
+        return {"ringing": supervisor}
 
     def hangup(self, call_uuid: str) -> bool:
         return bool(self.node.b2bua.hangup(call_uuid, "admin"))

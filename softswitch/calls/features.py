@@ -12,11 +12,11 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from softswitch.calls.session import CallSession, SessionServices
+from softswitch.calls.session import CallSession, PlacedCall, SessionServices
 from softswitch.config import FeatureCodes
 
 if TYPE_CHECKING:
-    from softswitch.calls.b2bua import Call
+    from softswitch.calls.b2bua import Call, Target
     from softswitch.centre import ContactCentre
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,34 @@ class FeatureCall(CallSession):
             await self.say(SAID["no-call"])
             return
         log.info("%s: %s on agent %s's call %s", self.call.caller, mode, agent, target.call.uuid)
-        await self.s.media.supervise(mode, self.a_leg, target.b_leg, target.a_leg)
-        try:
-            waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(target.ended.wait())]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
-        finally:
-            with contextlib.suppress(Exception):
-                await self.s.media.unsupervise(self.a_leg)
+        await mix_in(self, mode, target)
+
+
+async def mix_in(supervisor: CallSession, mode: str, target: CallSession) -> None:
+    """Mix a supervisor's leg into a connected call until either of them ends."""
+    assert target.b_leg is not None
+    media = supervisor.s.media
+    await media.supervise(mode, supervisor.a_leg, target.b_leg, target.a_leg)
+    try:
+        waits = [asyncio.ensure_future(supervisor.ended.wait()), asyncio.ensure_future(target.ended.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await media.unsupervise(supervisor.a_leg)
+
+
+async def supervise_by_phone(services: SessionServices, mode: str, supervisor: str, targets: list[Target],
+                             target: CallSession) -> None:
+    """The API's supervision: ring the supervisor's phone, then mix it into the agent's call."""
+    call, status = await PlacedCall.ring(services, target.call.caller, supervisor, targets, 30.0)
+    if call is None:
+        log.info("supervisor %s did not answer (%s)", supervisor, status)
+        return
+    try:
+        await mix_in(call, SUPERVISOR_MODES[mode], target)
+    finally:
+        if not call.ended.is_set():
+            call._hangup("normal_clearing")
+        await call._cleanup()

@@ -445,31 +445,32 @@ class DeferredObserver:
 CALLBACK_NO_ANSWER = "お客様に電話がつながりませんでした。"
 
 
-class CallbackCall(CallSession):
-    """A queued callback: the switch rings the agent first (reserved by the ACD), then calls the
-    customer back and bridges them. Nobody is answered by the switch: it called both parties."""
+class PlacedCall(CallSession):
+    """A call the switch places itself: it rings a user's phones first (an agent for a queued
+    callback, a supervisor asked for through the API), then may call another party and bridge
+    them. Nobody is answered by the switch."""
 
     def __init__(self, services: SessionServices, call: Call) -> None:
         super().__init__(services, call, None)
         self.answered = True
 
     @classmethod
-    async def ring_agent(cls, services: SessionServices, number: str, agent: str, targets: list[Target],
-                         timeout: float) -> tuple[CallbackCall | None, str]:
-        """Ring the agent's phones; (the callback, "answered") or (None, a DialResult status)."""
+    async def ring(cls, services: SessionServices, number: str, user: str, targets: list[Target],
+                   timeout: float) -> tuple[PlacedCall | None, str]:
+        """Ring a user's phones showing `number`; (the call, "answered") or (None, a DialResult status)."""
         call_uuid = uuid.uuid4().hex
         leg = f"{call_uuid}:a"
         port = (await services.media.allocate(leg)).port
         offer = sdpmod.offer(services.media_address, port, session_id=int(time.time()))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[OutLeg | None, int, bytes]] = loop.create_future()
-        holder: list[CallbackCall] = []
+        holder: list[PlacedCall] = []
 
         def done(out: OutLeg | None, status: int, body: bytes) -> None:
             if not fut.done():
                 fut.set_result((out, status, body))
 
-        call = services.b2bua.originate_call(number, agent, targets, bytes(offer), timeout=timeout,
+        call = services.b2bua.originate_call(number, user, targets, bytes(offer), timeout=timeout,
                                              observer=DeferredObserver(lambda: holder[0]), on_result=done,
                                              call_uuid=call_uuid)
         cc = cls(services, call)
