@@ -33,7 +33,14 @@ from softswitch.events import CallEnded, EventBus, RegistrationChanged
 from softswitch.logs import log_event, setup_logging
 from softswitch.registrar import Registrar
 from softswitch.security import Authenticator, Credentials
-from softswitch.sip.message import Request, Response, check_request_semantics, make_response, new_tag
+from softswitch.sip.message import (
+    Request,
+    Response,
+    check_request_semantics,
+    make_response,
+    new_tag,
+    unsupported_extensions,
+)
 from softswitch.sip.transaction import (
     AckReceived,
     Addr,
@@ -57,10 +64,12 @@ from softswitch.transport import Transports
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, PRACK, INFO, MESSAGE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO"
 #: How long SIGTERM waits for calls in progress before hanging them up.
 SHUTDOWN_GRACE = 30.0
-SUPPORTED = frozenset({"path", "outbound", "gruu", "replaces", "timer", "100rel"})
+#: Option tags we implement, for Require (420) and Supported. Reliable provisionals (100rel),
+#: session timers (timer) and Replaces are not implemented yet, so they are not claimed.
+SUPPORTED: frozenset[str] = frozenset()
 
 RequestHandler = Callable[[Request, Addr], None]
 
@@ -293,7 +302,7 @@ class Node:
             status, reason = problem
             resp = make_response(req, status, reason, to_tag=new_tag())
             if status == 420:
-                resp.headers.add("Unsupported", ", ".join(_unsupported(req)))
+                resp.headers.add("Unsupported", ", ".join(unsupported_extensions(req, SUPPORTED)))
             elif status == 415:
                 resp.headers.add("Accept", "application/sdp")
             self.respond(resp)
@@ -491,7 +500,8 @@ class Node:
         resp = make_response(req, 200, "OK", to_tag=new_tag())
         resp.headers.add("Allow", ALLOW)
         resp.headers.add("Accept", "application/sdp")
-        resp.headers.add("Supported", ", ".join(sorted(SUPPORTED)))
+        if SUPPORTED:
+            resp.headers.add("Supported", ", ".join(sorted(SUPPORTED)))
         self.respond(resp)
 
 
@@ -502,15 +512,6 @@ def hold_music() -> np.ndarray:
     note = lambda hz: np.sin(2 * np.pi * hz * t) * np.exp(-3 * t)  # noqa: E731
     bar = np.concatenate([note(523.25), note(659.25), np.zeros(rate * 2)])
     return (bar * 6000).astype(np.int16)
-
-
-def _unsupported(req: Request) -> list[str]:
-    out = []
-    for value in req.headers.get_all("Require"):
-        tag = value.strip()
-        if tag and tag.lower() not in SUPPORTED:
-            out.append(tag)
-    return out
 
 
 def _credentials(config: NodeConfig) -> list[Credentials]:
