@@ -161,6 +161,8 @@ class Node:
         self._unsubscribe_log = self.bus.subscribe(log_event)
         self._unsubscribe_centre = self.bus.subscribe(self.centre.on_event, RegistrationChanged)
         await self._open_store()
+        for agent in self.centre.agents:  # registrations restored from the store count as live
+            self.centre.refresh_agent(agent)
         for spec in self.config.sip.listen:
             host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
             self.listening.append((spec.transport, host, port))

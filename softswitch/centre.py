@@ -137,7 +137,10 @@ class ContactCentre:
         """Bus subscriber: registrations make agents reachable (and log them in) or not."""
         if not isinstance(event, RegistrationChanged):
             return
-        agent = event.aor.removeprefix("sip:").split("@", 1)[0]
+        self.refresh_agent(event.aor.removeprefix("sip:").split("@", 1)[0])
+
+    def refresh_agent(self, agent: str) -> None:
+        """Bring an agent's ACD state in line with their registrations (also after a restart)."""
         if agent not in self.agents:
             return
         now = time.time()

@@ -66,3 +66,16 @@ async def test_a_call_leaves_its_cdr_and_legs_in_the_database(tmp_path, database
         assert record.disposition == "answered"
     finally:
         await store.close()
+
+
+async def test_an_agent_registered_before_a_restart_is_available_after_it(tmp_path):
+    require_sipp()
+    directory = {"users": [{"id": "2001", "password": "pw-2001", "agent": {"skills": {"support": 5}}}]}
+    config = node_config(tmp_path, directory=directory)
+    inf = write_users_inf(tmp_path / "agent.csv", [("2001", "pw-2001")], DOMAIN)
+    async with running_node(config) as node:
+        result = await run_sipp("register_only.xml", node.address("udp"), inf=inf, calls=1, rate=10)
+        assert result.returncode == 0, result.explain()
+        assert node.centre.engine.agent_state("2001").value == "available"
+    async with running_node(config) as node:
+        assert node.centre.engine.agent_state("2001").value == "available"
