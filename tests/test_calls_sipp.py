@@ -150,3 +150,34 @@ async def test_forked_call_first_answer_wins_and_the_other_phone_is_cancelled(tm
                                     users=users)
         cdr = the_cdr(events)
         assert cdr.disposition == "answered" and len(cdr.legs) == 3
+
+
+async def test_called_party_blind_transfers_the_caller_with_refer(tmp_path):
+    from softswitch.config import load_config
+    from tests.test_queue_sipp import register_agent, write_node
+
+    config = load_config(write_node(tmp_path, ["2001", "2002"], ["3001"]))
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        b_port = await register_agent(node, tmp_path, "2001")
+        c_port = await register_agent(node, tmp_path, "2002")
+        transferor = await start_sipp("uas_answer_refer.xml", None, port=b_port, calls=1, timeout=30,
+                                      extra=["-key", "refer_to", "2002"])
+        target = await start_sipp("uas_answer.xml", None, port=c_port, calls=1, timeout=30)
+        await asyncio.sleep(0.3)
+        inf = write_users_inf(tmp_path / "caller.csv", [("3001", "pw-3001")], DOMAIN)
+        caller = await run_sipp("uac_call_long.xml", node.address("udp"), inf=inf, service="800", timeout=30)
+        assert caller.returncode == 0 and caller.successful == 1, caller.explain()
+        b = await transferor.wait()
+        assert b.returncode == 0 and b.successful == 1, b.explain()
+        c = await target.wait()  # answered the transferred call and got the caller's BYE
+        assert c.returncode == 0 and c.successful == 1, c.explain()
+        for _ in range(40):
+            if any(isinstance(e, CDR) for e in events):
+                break
+            await asyncio.sleep(0.05)
+        cdr = the_cdr(events)
+        assert cdr.disposition == "answered" and cdr.hangup_side == "caller"
+        assert [leg[2] for leg in cdr.legs] == ["3001", "2001", "2002"]
+        assert len(node.b2bua) == 0

@@ -37,6 +37,11 @@ contexts:
                 "1":
                   - queue: support
           - hangup:
+      - name: agent-direct
+        match: {number: "800"}
+        steps:
+          - dial: {users: ["2001"], timeout: 20}
+          - hangup:
 """
 
 

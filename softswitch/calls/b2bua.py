@@ -124,6 +124,9 @@ class CallObserver(Protocol):
     def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
         """A leg sent a new offer (hold, codec change): return our answer SDP."""
 
+    def on_refer(self, call: Call, refer_to: str) -> bool:
+        """The called party asks to transfer the caller to `refer_to` (blind, RFC 3515)."""
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -664,10 +667,31 @@ class B2BUA:
                 ok.body = sdp
             self.sip.respond(ok)
             return
+        if req.method == "REFER":
+            self._local_refer(call, side, req, mine)
+            return
         if req.method in ("INFO", "NOTIFY", "OPTIONS", "MESSAGE"):
             self.sip.respond(make_response(req, 200, "OK"))
             return
         self.sip.respond(make_response(req, 501, "Not Implemented"))
+
+    def _local_refer(self, call: Call, side: str, req: Request, mine: Dialog) -> None:
+        """Blind transfer asked by the called party: 202, a NOTIFY that it is under way, then the
+        application rings the target; when it answers, the transferor's leg is hung up."""
+        refer_to = req.headers.get("Refer-To")
+        if side != "b" or call.b is None or not refer_to:
+            self.sip.respond(make_response(req, 403, "Transfer Not Allowed From This Leg"))
+            return
+        if call.observer is None or not call.observer.on_refer(call, refer_to):
+            self.sip.respond(make_response(req, 404, "Transfer Target Not Found"))
+            return
+        self.sip.respond(make_response(req, 202, "Accepted"))
+        dest = call.b.target.dest
+        notify = mine.request("NOTIFY", via=self.sip.via(dest), contact=self.sip.contact(call.caller, dest),
+                              body=b"SIP/2.0 100 Trying\r\n",
+                              headers=[("Event", "refer"), ("Subscription-State", "active;expires=60"),
+                                       ("Content-Type", "message/sipfrag;version=2.0")])
+        self.sip.send_request(notify, dest, lambda resp: None)
 
     def _legs(self, call: Call, side: str) -> tuple[Dialog | None, Dialog | None, Addr]:
         b = call.b

@@ -25,6 +25,8 @@ from softswitch.calls.b2bua import B2BUA, Call, OutLeg, Target
 from softswitch.dialplan import commands as c
 from softswitch.dialplan.interpreter import Interpreter
 from softswitch.events import Event
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.uri import parse_name_addr
 
 if TYPE_CHECKING:
     from media.tts import TtsRenderer
@@ -123,6 +125,33 @@ class CallSession:
         if leg is not None:
             asyncio.get_running_loop().create_task(self.s.media.set_remote(leg, neg))
         return bytes(answer)
+
+    def on_refer(self, call: Call, refer_to: str) -> bool:
+        """Blind transfer by the connected party: ring the target, then bridge the caller to it."""
+        try:
+            uri = parse_name_addr(refer_to).uri
+        except SipParseError:
+            return False
+        user = getattr(uri, "user", None)
+        targets = self.s.lookup_user(user) if user else []
+        if not targets and user and self.s.lookup_external is not None:
+            found = self.s.lookup_external(user, self.call.caller, None)
+            targets = [found] if found is not None else []
+        if not targets or self.b_leg is None:
+            return False
+        asyncio.get_running_loop().create_task(self._transfer(targets))
+        return True
+
+    async def _transfer(self, targets: list[Target]) -> None:
+        old = self.b_leg
+        leg = f"{self.call.uuid}:t{uuid.uuid4().hex[:6]}"
+        out, _ = await self.originate(leg, targets, 30.0)
+        if out is None:
+            return  # the transferor's leg is still up: the call goes on as it was
+        # The B2BUA hung up the transferor's leg when the target answered; move the media over.
+        await self.bridge(leg)
+        if old is not None:
+            await self.release(old)
 
     def digit(self, d: str) -> None:
         self.digits.put_nowait(d)
@@ -440,6 +469,9 @@ class DeferredObserver:
 
     def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
         return self._get().on_reoffer(call, side, sdp)
+
+    def on_refer(self, call: Call, refer_to: str) -> bool:
+        return self._get().on_refer(call, refer_to)
 
 
 CALLBACK_NO_ANSWER = "お客様に電話がつながりませんでした。"
