@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,6 +51,11 @@ CALL_RINGING = "CALL_RINGING"
 def missing_tools() -> list[str]:
     """The tools a baresip scenario needs that are not installed."""
     return [t for t in ("baresip", "unshare", "ip") if shutil.which(t) is None]
+
+
+def unshare_command() -> list[str]:
+    """`unshare -n` as root; otherwise also a user namespace (`-r`) so that no privilege is needed."""
+    return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]
 
 
 def in_private_netns() -> bool:
@@ -438,7 +444,7 @@ def run_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0, 
                  hangup_by: str = "a", ring: float = 0.5, timeout: float = 40.0) -> dict[str, Any]:
     """Run `call_scenario` under `unshare -n` (from outside any namespace) and return its JSON result."""
     proc = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "tests.baresip", "call", "--workdir", str(workdir),
+        [*unshare_command(), sys.executable, "-m", "tests.baresip", "call", "--workdir", str(workdir),
          "--mic-a", str(mic_a), "--mic-b", str(mic_b), "--seconds", str(seconds), "--answer", answer,
          "--hangup-by", hangup_by, "--ring", str(ring)],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.baresip import missing_tools, run_scenario
+from tests.baresip import missing_tools, run_scenario, unshare_command
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,12 @@ def _baresip_and_namespaces() -> None:
     if missing:
         reason = f"{', '.join(missing)} not installed (Debian packages baresip, util-linux, iproute2)"
     else:
-        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True, check=False)
+        probe = subprocess.run([*unshare_command(), "true"], capture_output=True, text=True, check=False)
         if probe.returncode != 0:
-            reason = f"cannot create a network namespace (`unshare -n`): {probe.stderr.strip()}"
+            reason = f"cannot create a network namespace ({' '.join(unshare_command())}): {probe.stderr.strip()}"
     if reason:
         if os.environ.get("CI"):
-            pytest.fail(reason + "; scripts/bootstrap.sh installs baresip and CI runs as root")
+            pytest.fail(reason + "; scripts/bootstrap.sh installs baresip")
         pytest.skip(reason)
 
 
