@@ -381,7 +381,7 @@ def main() -> int:
         best = max(passed, key=lambda s: s.rate)
         per_call = max(s.kb_per_1000 for s in passed) / 1000
         print(f"highest sustained: {best.rate} calls/s asked ({best.achieved:.0f}/s achieved) over "
-              f"{best.calls} calls with none failed (one core); setup p50 {best.setup_p50:.0f} ms, "
+              f"{best.calls} calls with none failed (one core, gc {args.gc}); setup p50 {best.setup_p50:.0f} ms, "
               f"p99 {best.setup_p99:.0f} ms (first INVITE to 200, digest included); "
               f"authenticated INVITE to 200 p50 {best.auth_invite_p50:.0f} ms, p99 {best.auth_invite_p99:.0f} ms; "
               f"memory {per_call:.1f} KB per established call (worst step, up to {max(s.peak_established for s in passed)} "
