@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ def write_node(tmp: Path) -> Path:
     path.write_text(
         f"sip: {{listen: ['udp://127.0.0.1:{free_port()}'], domain: reload.test}}\n"
         f"database: 'sqlite:///{tmp / 'node.db'}'\n"
+        f"api: {{listen: '127.0.0.1:{free_port(kind=socket.SOCK_STREAM)}'}}\n"
         "directory: {users: [{id: '1001', password: 'pw'}]}\n"
         "dialplan: plan.yaml\n"
     )

@@ -5,6 +5,7 @@ SIPp agent phone rings and is bridged; a returning caller goes to the agent who 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,7 @@ def write_node(tmp: Path, agents: list[str], callers: list[str]) -> Path:
         f"  tts_cache_dir: '{tmp / 'tts'}'",
         f"  recordings_dir: '{tmp / 'rec'}'",
         f"database: 'sqlite:///{tmp / 'node.db'}'",
+        f"api: {{listen: '127.0.0.1:{free_port(kind=socket.SOCK_STREAM)}'}}",
         "queues:",
         "  - {name: support, skills: {support: 1}, ring_timeout: 8, wrap_up: 0, announce_every: null}",
         "directory:",
