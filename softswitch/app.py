@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -539,6 +540,19 @@ def _server_ssl(config: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
+def tune_gc() -> None:
+    """Keep the garbage collector's pauses shorter than SIP's T1.
+
+    A call's objects are freed by reference counting (bench/calls.py finds no cycle garbage after
+    10,000 calls), while full collections that walk thousands of live calls paused the node for
+    0.25-0.5 s, long enough for phones to retransmit. So what start-up built is frozen out of the
+    collector, young collections run less often, and full ones practically never.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 10, 1_000_000)
+
+
 def install_uvloop() -> bool:
     """Use uvloop when it is installed (production); plain asyncio otherwise."""
     try:
@@ -561,6 +575,7 @@ async def serve(config: NodeConfig) -> int:
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, node.reload_dialplan, "SIGHUP")
     await node.start()
+    tune_gc()
     log.info("node ready: domain %s", config.sip.domain)
     await stop.wait()
     log.info("shutting down: refusing new calls, waiting up to %.0f s for calls in progress",
