@@ -171,8 +171,6 @@ class Node:
         self._reg_timer.arm(self.registrar.next_deadline())
         self.api = ApiServer(self, NodeCentre(self), self.config.api)
         await self.api.start()
-        log.info("API on http://%s:%d (docs at /docs, wallboard at /wallboard)", self.config.api.host,
-                 self.api.port)
         if self.dialplan.watch_paths():
             self._watcher = asyncio.get_running_loop().create_task(self._watch_dialplan())
         self.trunks.start()
