@@ -321,6 +321,31 @@ class ContactCentre:
             supervise_by_phone(self.services, mode, supervisor, targets, w.session))
         return None
 
+    def click_to_call(self, agent: str, number: str, *, customer_id: str = "", record: bool = True) -> str | None:
+        """Ring the agent's phone; when they answer, dial the number (through a trunk with the
+        centre's caller ID when it is outside) and connect them. None when ringing, else why not."""
+        if self.services is None:
+            return "no-media"
+        targets = self.lookup_user(agent)
+        if not targets:
+            return "agent-not-registered"
+        asyncio.get_running_loop().create_task(self._click_to_call(agent, number, customer_id, record, targets))
+        return None
+
+    async def _click_to_call(self, agent: str, number: str, customer_id: str, record: bool,
+                             targets: list[Target]) -> None:
+        from softswitch.calls.session import PlacedCall
+
+        assert self.services is not None
+        cc, status = await PlacedCall.ring(self.services, number, agent, targets, 30.0)
+        if cc is None:
+            log.info("click-to-call: %s did not answer (%s)", agent, status)
+            return
+        cc.call.agent = agent
+        cc.call.customer_id = customer_id
+        cc.record_wanted = record
+        await cc.dial_customer(number, from_user=agent)
+
     def session_of_agent(self, agent: str) -> CallSession | None:
         """The call an agent is connected to right now, if any."""
         for w in self.waiting.values():

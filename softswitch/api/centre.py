@@ -81,6 +81,10 @@ class ContactCentre(Protocol):
         """Move a waiting caller to another queue; they keep their wait."""
         ...
 
+    def click_to_call(self, agent: str, number: str, customer_id: str, record: bool) -> Any | Awaitable[Any]:
+        """Ring the agent's phone, then dial the number and connect them (raises on refusal)."""
+        ...
+
     def supervise(self, mode: str, supervisor: str, call_uuid: str) -> Any | Awaitable[Any]:
         """Connect `supervisor` (a user id) to a call: one of `SUPERVISE_MODES`."""
         ...

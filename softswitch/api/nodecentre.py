@@ -121,6 +121,12 @@ class NodeCentre:
             raise Conflict(f"cannot {mode}: {problem}")
         return {"ringing": supervisor}
 
+    def click_to_call(self, agent: str, number: str, customer_id: str, record: bool) -> Any:
+        problem = self.node.centre.click_to_call(agent, number, customer_id=customer_id, record=record)
+        if problem is not None:
+            raise Conflict(f"cannot call {number} for {agent}: {problem}")
+        return {"ringing": agent}
+
     def hangup(self, call_uuid: str) -> bool:
         return bool(self.node.b2bua.hangup(call_uuid, "admin"))
 

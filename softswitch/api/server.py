@@ -82,6 +82,15 @@ class SuperviseBody(_Body):
     supervisor: str | None = Field(None, description="the supervisor's user id; default: the token's")
 
 
+class ClickToCallBody(_Body):
+    """Click-to-call: the agent's phone rings first, then the number is dialled."""
+
+    number: str = Field(min_length=2, max_length=32, pattern=r"^\+?[0-9０-９() \-ー－]+$", examples=["0312345678"])
+    agent: str | None = Field(None, description="who calls; default: the token's agent")
+    customer_id: str = Field("", max_length=64, description="links the CDR and recording to the CRM record")
+    record: bool = True
+
+
 class MoveBody(_Body):
     """The queue a waiting caller moves to."""
 
@@ -202,6 +211,8 @@ class ApiServer:
             e("GET", "/api/queues", "agent", "Queues: waiting callers, service level, agents by state",
               self.list_queues),
             e("GET", "/api/calls", "supervisor", "Calls in progress", self.list_calls),
+            e("POST", "/api/calls", "agent", "Click-to-call: ring the agent's phone, then dial the number",
+              self.click_to_call, ClickToCallBody),
             e("DELETE", "/api/calls/{call_uuid}", "admin", "Hang up a call", self.hangup),
             e("POST", "/api/calls/{call_uuid}/supervise", "supervisor", "Listen, whisper or barge",
               self.supervise, SuperviseBody),
@@ -319,6 +330,16 @@ class ApiServer:
         call = request.path_params["call_uuid"]
         result = await resolve(self.centre.supervise(body.mode, who, call))
         return {"call_uuid": call, "mode": body.mode, "supervisor": who, "result": _jsonable(result)}
+
+    async def click_to_call(self, request: Request, p: Principal) -> Any:
+        body = await _body(request, ClickToCallBody)
+        agent = body.agent or p.agent
+        if not agent:
+            raise ApiError(422, "invalid_request", "name the agent who calls: this token has none")
+        if not p.may_act_for(agent):
+            raise ApiError(403, "forbidden", f"this token may not place calls for {agent}")
+        result = await resolve(self.centre.click_to_call(agent, body.number, body.customer_id, body.record))
+        return {"agent": agent, "number": body.number, "result": _jsonable(result)}
 
     async def move(self, request: Request, p: Principal) -> Any:
         body = await _body(request, MoveBody)

@@ -113,6 +113,7 @@ class Call:
     agent: str = ""
     customer_id: str = ""
     local_sdp: bytes = b""
+    placed: bool = False  # the switch placed it (callback, click-to-call): no inbound leg
 
 
 class CallObserver(Protocol):
@@ -470,7 +471,7 @@ class B2BUA:
             placeholder.headers.add(name, value)
         call = Call(uuid=call_uuid or uuid.uuid4().hex, caller=caller, callee=callee,
                     a=InLeg(invite=placeholder, source=first.dest, tag=new_tag()), start=self.clock(),
-                    local=True, observer=observer, state="ringing")
+                    local=True, observer=observer, state="ringing", placed=True)
         self.calls[call.uuid] = call
         self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee))
 
@@ -791,7 +792,7 @@ class B2BUA:
             self._by_dialog.pop((call.a.dialog.call_id, call.a.tag), None)
         if call.b is not None and call.b.dialog is not None:
             self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
-        legs = [(call.a.invite.call_id or "", "inbound", call.caller)]
+        legs = [] if call.placed else [(call.a.invite.call_id or "", "inbound", call.caller)]
         legs += [(lg.invite.call_id or "", "outbound", lg.target.user or lg.target.uri) for lg in call.legs]
         self.publish(CallEnded(ts=call.end, call_uuid=call.uuid, cause=cause, side=side))
         self.publish(
