@@ -64,4 +64,6 @@ async def test_click_to_call_rings_the_agent_then_the_customer_and_records_the_c
         (rec,) = [e for e in events if isinstance(e, RecordingSaved)]
         assert rec.call_uuid == cdr.call_uuid
         data = await asyncio.to_thread(Path(rec.path).read_bytes)
-        assert hashlib.sha256(data).hexdigest() == rec.sha256 and rec.duration > 0.3
+        # SIPp phones send no RTP, so the file holds (almost) nothing; the audio itself is checked
+        # with real softphones in test_baresip_media.py.
+        assert hashlib.sha256(data).hexdigest() == rec.sha256 and rec.channels == 2
