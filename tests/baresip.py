@@ -455,6 +455,262 @@ def run_scenario(workdir: Path, mic_a: Path, mic_b: Path, seconds: float = 3.0, 
     return json.loads(lines[-1])
 
 
+#: The dialplan of `media_scenario`: routes that make the switch answer and anchor the media itself.
+MEDIA_DIALPLAN = """\
+version: 1
+contexts:
+  internal:
+    users: all
+    routes:
+      - name: recorded-call
+        match: {number: "800"}
+        steps:
+          - record: start
+          - dial: {users: ["1002"], timeout: 10}
+          - hangup:
+      - name: tts-prompt
+        match: {number: "801"}
+        steps:
+          - answer:
+          - say: "${prompt}"
+          - hangup:
+      - name: gather-digits
+        match: {number: "802"}
+        steps:
+          - answer:
+          - gather: {into: code, max_digits: 4, timeout: 8, terminator: ""}
+          - hangup:
+"""
+
+#: The prompt route 801 speaks (tests render the same text to compare lengths).
+TTS_PROMPT = "お電話ありがとうございます。ただいま電話が大変混み合っております。"
+
+
+def strip_telephone_event(message: bytes) -> bytes:
+    """A SIP message whose SDP offers no telephone-event (RFC 4733) format; others unchanged.
+
+    baresip 1.0 always adds telephone-event to its offer (no setting turns it off), so a call
+    that must carry DTMF in-band has its offer filtered on the way to the switch.
+    """
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if not sep or b"telephone-event" not in body:
+        return message
+    lines = body.decode().split("\r\n")
+    pts = {ln.split()[0].split(":")[1] for ln in lines if ln.startswith("a=rtpmap:") and "telephone-event" in ln}
+    out = []
+    for ln in lines:
+        if ln.startswith("m=audio "):
+            words = ln.split(" ")
+            ln = " ".join(words[:3] + [w for w in words[3:] if w not in pts])
+        elif ln.startswith(("a=rtpmap:", "a=fmtp:")) and ln.split()[0].split(":")[1] in pts:
+            continue
+        out.append(ln)
+    new_body = "\r\n".join(out).encode()
+    head = re.sub(rb"(?im)^(content-length|l)[ \t]*:[ \t]*\d+", lambda m: m.group(1) + b": " + str(len(new_body)).encode(),
+                  head)
+    return head + sep + new_body
+
+
+class SdpFilterRelay(asyncio.DatagramProtocol):
+    """A UDP relay in front of the switch that strips telephone-event from what the phone sends.
+
+    Everything from the switch goes back to the phone's last address; everything else goes to
+    the switch, filtered by `strip_telephone_event`.
+    """
+
+    def __init__(self, switch: tuple[str, int]) -> None:
+        self.switch = switch
+        self.phone: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.stripped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+        assert self.transport is not None
+        if addr == self.switch:
+            if self.phone is not None:
+                self.transport.sendto(data, self.phone)
+            return
+        self.phone = addr
+        filtered = strip_telephone_event(data)
+        self.stripped += filtered != data
+        self.transport.sendto(filtered, self.switch)
+
+
+def write_media_node(workdir: Path, tts_cache: Path | None = None) -> Path:
+    """A node config (users 1001 and 1002, `MEDIA_DIALPLAN`) in `workdir`; returns its path.
+
+    Nothing else runs in the namespace, so fixed ports are safe there.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "plan.yaml").write_text(MEDIA_DIALPLAN.replace("${prompt}", TTS_PROMPT))
+    cache = tts_cache if tts_cache is not None else workdir / "tts"
+    path = workdir / "node.yaml"
+    path.write_text("\n".join([
+        "sip:",
+        "  listen: ['udp://127.0.0.1:5060']",
+        "  domain: test.local",
+        "security: {digest_algorithms: [MD5]}",
+        "media:",
+        "  address: 127.0.0.1",
+        "  rtp_ports: '30000-30199'",
+        f"  prompts_dir: '{ROOT / 'dialplans' / 'prompts'}'",
+        f"  tts_cache_dir: '{cache}'",
+        f"  recordings_dir: '{workdir / 'switch-recordings'}'",
+        f"database: 'sqlite:///{workdir / 'node.db'}'",
+        "api: {listen: '127.0.0.1:8080'}",
+        "directory:",
+        "  users:",
+        "    - {id: '1001', password: pw-1001-secret}",
+        "    - {id: '1002', password: pw-1002-secret}",
+        "dialplan: plan.yaml",
+        "",
+    ]))
+    return path
+
+
+async def media_scenario(workdir: Path, mic_a: Path, number: str, *, mic_b: Path | None = None,
+                         seconds: float | None = 3.0, digits: str = "", digit_gap: float = 0.4,
+                         tts_cache: Path | None = None, close_timeout: float = 15.0,
+                         no_telephone_event: bool = False) -> dict[str, Any]:
+    """Phone A (1001) dials a dialplan route of a fresh node whose media the switch anchors itself.
+
+    With `mic_b`, phone B (1002) is up too and answers by itself (route 800 rings it). Once A's
+    call is established, A sends `digits` one at a time with baresip's `sndcode` (RFC 4733
+    telephone-events), `digit_gap` seconds apart; then A hangs up after `seconds`, or (None)
+    waits up to `close_timeout` for the switch to end the call. `no_telephone_event`: A talks to
+    the switch through `SdpFilterRelay`, so its offer has no telephone-event and DTMF can only
+    arrive in-band (its microphone WAV holds the tones).
+
+    Returns: registered, established, closed (per phone), hung_up_by ('a' or 'switch'),
+    talk_seconds, the node's CDR, the RecordingSaved events (path, duration, sha256, channels),
+    the digits the media layer detected on each leg ({leg, digit, source, duration_ms}), the
+    phones' recordings, the SDP telephone-event payload types the switch negotiated per leg, and
+    on failure the phones' log tails.
+    """
+    from softswitch.config import load_config
+    from softswitch.events import CDR, RecordingSaved
+    from tests.nodes import running_node
+
+    config = load_config(write_media_node(workdir, tts_cache))
+    result: dict[str, Any] = {"registered": {}, "established": {}, "closed": {}, "recordings": {},
+                              "number": number, "digits_sent": digits}
+    async with running_node(config) as node:
+        cdrs: list[CDR] = []
+        saved: list[RecordingSaved] = []
+        node.bus.subscribe(cdrs.append, CDR)
+        node.bus.subscribe(saved.append, RecordingSaved)
+        detected: list[dict[str, Any]] = []
+        telev: dict[str, int] = {}
+
+        def on_dtmf(leg_id: str, digit: Any) -> None:
+            leg = node.media.legs.get(leg_id)
+            if leg is not None:
+                telev[leg_id] = leg.te_pt
+            detected.append({"leg": leg_id, "digit": digit.digit, "source": digit.source,
+                             "duration_ms": digit.duration_ms, "at": time.monotonic()})
+
+        node.media.on_dtmf(on_dtmf)
+        registrar = node.address("udp")
+        relay: SdpFilterRelay | None = None
+        if no_telephone_event:
+            _, relay = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: SdpFilterRelay(registrar), local_addr=("127.0.0.1", 5070))
+        phones = {"a": Baresip(PhoneSpec("a", "1001", "pw-1001-secret",
+                                         ("127.0.0.1", 5070) if relay else registrar, 5071, 4071,
+                                         (20000, 20099), mic_a), workdir / "phone-a")}
+        if mic_b is not None:
+            phones["b"] = Baresip(PhoneSpec("b", "1002", "pw-1002-secret", registrar, 5081, 4081,
+                                            (20100, 20199), mic_b, auto_answer=True), workdir / "phone-b")
+        a = phones["a"]
+        try:
+            for phone in phones.values():
+                await phone.start()
+            for name, phone in phones.items():
+                result["registered"][name] = await registered(node, phone, 5.0)
+            if all(result["registered"].values()):
+                await _media_call(result, phones["a"].spec.registrar, phones, number, seconds, digits,
+                                  digit_gap, close_timeout)
+                for _ in range(60):
+                    if cdrs and (saved or number != "800"):
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            for phone in phones.values():
+                await phone.stop()
+            if relay is not None and relay.transport is not None:
+                result["offers_stripped"] = relay.stripped
+                relay.transport.close()
+        result["calls_left"] = len(node.b2bua)
+        result["te_pt"] = telev
+    t_est = a.seen(CALL_ESTABLISHED)
+    result["detected"] = [{**d, "at": round(d.pop("at") - t_est["at"], 3) if t_est else None} for d in detected]
+    if cdrs:
+        cdr = cdrs[0]
+        result["cdr"] = {"caller": cdr.caller, "callee": cdr.callee, "disposition": cdr.disposition,
+                         "hangup_side": cdr.hangup_side, "hangup_cause": cdr.hangup_cause,
+                         "start": cdr.start, "answer": cdr.answer, "end": cdr.end, "count": len(cdrs)}
+    result["saved"] = [{"path": s.path, "duration": s.duration, "sha256": s.sha256, "channels": s.channels,
+                        "call_uuid": s.call_uuid} for s in saved]
+    for name, phone in phones.items():
+        result["recordings"][name] = phone.recordings()
+        result.setdefault("events", {})[name] = [e.get("type") for e in phone.events]
+    if not (all(result["registered"].values()) and all(result["established"].values())
+            and all(result["closed"].values())):
+        result["logs"] = {name: phone.log_tail() for name, phone in phones.items()}
+    return result
+
+
+async def _media_call(result: dict[str, Any], via: tuple[str, int], phones: dict[str, Baresip], number: str,
+                      seconds: float | None, digits: str, digit_gap: float, close_timeout: float) -> None:
+    """The call of `media_scenario` (sent to `via`: the switch or the relay), recorded into `result`."""
+    a = phones["a"]
+    host, port = via
+    result["dial"] = await a.command("dial", f"sip:{number}@{host}:{port}")
+    for name, phone in phones.items():
+        result["established"][name] = await phone.wait_event(CALL_ESTABLISHED, 10.0) is not None
+    if not all(result["established"].values()):
+        return
+    for d in digits:
+        await asyncio.sleep(digit_gap)
+        result.setdefault("sndcode", []).append(await a.command("sndcode", d))
+    if seconds is not None:
+        await asyncio.sleep(seconds)
+        if a.seen(CALL_CLOSED) is None:
+            result["hangup"] = await a.command("hangup")
+            result["hung_up_by"] = "a"
+    closed = await a.wait_event(CALL_CLOSED, close_timeout)
+    result.setdefault("hung_up_by", "switch")
+    for name, phone in phones.items():
+        result["closed"][name] = await phone.wait_event(CALL_CLOSED, 5.0) is not None
+    established_at = a.seen(CALL_ESTABLISHED)["at"]  # type: ignore[index]
+    if closed is not None:
+        result["talk_seconds"] = round(closed["at"] - established_at, 3)
+
+
+def run_media_scenario(workdir: Path, mic_a: Path, number: str, *, mic_b: Path | None = None,
+                       seconds: float | None = 3.0, digits: str = "", tts_cache: Path | None = None,
+                       no_telephone_event: bool = False, timeout: float = 40.0) -> dict[str, Any]:
+    """Run `media_scenario` under `unshare -n` (from outside any namespace) and return its JSON result."""
+    argv = [*unshare_command(), sys.executable, "-m", "tests.baresip", "media", "--workdir", str(workdir),
+            "--mic-a", str(mic_a), "--number", number, "--digits", digits]
+    if mic_b is not None:
+        argv += ["--mic-b", str(mic_b)]
+    if seconds is not None:
+        argv += ["--seconds", str(seconds)]
+    if tts_cache is not None:
+        argv += ["--tts-cache", str(tts_cache)]
+    if no_telephone_event:
+        argv.append("--no-telephone-event")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"scenario failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
 def bring_loopback_up() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
@@ -470,13 +726,28 @@ def main(argv: list[str] | None = None) -> int:
     call.add_argument("--answer", choices=ANSWER_MODES, default="auto", help="what phone B does")
     call.add_argument("--hangup-by", choices=("a", "b"), default="a")
     call.add_argument("--ring", type=float, default=0.5, help="ringing before B (or A) acts")
+    media = sub.add_parser("media", help="A dials a dialplan route of a node that anchors media; prints JSON")
+    media.add_argument("--workdir", type=Path, required=True)
+    media.add_argument("--mic-a", type=Path, required=True)
+    media.add_argument("--mic-b", type=Path, default=None, help="start phone B (1002, auto-answer) too")
+    media.add_argument("--number", required=True, help="the route to dial: 800 record, 801 TTS, 802 gather")
+    media.add_argument("--seconds", type=float, default=None, help="A hangs up after this (default: the switch)")
+    media.add_argument("--digits", default="", help="DTMF A sends with sndcode once established")
+    media.add_argument("--tts-cache", type=Path, default=None)
+    media.add_argument("--no-telephone-event", action="store_true",
+                       help="A's offer reaches the switch without telephone-event (DTMF in-band only)")
     args = parser.parse_args(argv)
     if not in_private_netns():
         print("refusing to run: start this under `unshare -n` (baresip binds every address)", file=sys.stderr)
         return 2
     bring_loopback_up()
-    result = asyncio.run(call_scenario(args.workdir, args.mic_a, args.mic_b, args.seconds, answer=args.answer,
-                                       hangup_by=args.hangup_by, ring=args.ring))
+    if args.scenario == "media":
+        result = asyncio.run(media_scenario(args.workdir, args.mic_a, args.number, mic_b=args.mic_b,
+                                            seconds=args.seconds, digits=args.digits, tts_cache=args.tts_cache,
+                                            no_telephone_event=args.no_telephone_event))
+    else:
+        result = asyncio.run(call_scenario(args.workdir, args.mic_a, args.mic_b, args.seconds,
+                                           answer=args.answer, hangup_by=args.hangup_by, ring=args.ring))
     print(json.dumps(result))
     return 0
 
