@@ -446,12 +446,38 @@ class Node:
             if not self.trunks.outbound(req, source, who):
                 self.respond(make_response(req, 404, "Not Found", to_tag=new_tag()))
             return
-        bindings = self.registrar.lookup(callee, wall)
-        if not bindings:
+        self._call_user(req, source, who, callee)
+
+    def _call_user(self, req: Request, source: Addr, caller: str, callee: str) -> None:
+        """Ring a user's phones, with their forwarding (always, busy, no answer) applied."""
+        fwd = self.config.users_by_id[callee].forward if callee in self.config.users_by_id else None
+        targets = self.targets_of(callee)
+        if fwd is not None and fwd.always:
+            targets = self._forward_targets(fwd.always, caller)
+            fwd = None
+        on_fail = None
+        if fwd is not None and (fwd.busy or fwd.no_answer):
+            busy, no_answer = fwd.busy, fwd.no_answer
+
+            def on_fail(status: int) -> list[Target]:
+                number = busy if status in (486, 600) else no_answer if status in (408, 480) else None
+                return self._forward_targets(number, caller) if number else []
+
+            if not targets and no_answer:  # no phone registered counts as not answering
+                targets = self._forward_targets(no_answer, caller)
+                on_fail = None
+        if not targets:
             self.respond(make_response(req, 480, "Temporarily Unavailable", to_tag=new_tag()))
             return
-        targets = [Target(uri=b.contact, dest=b.target(), user=callee) for b in bindings]
-        self.b2bua.start_call(req, source, who, callee, targets)
+        self.b2bua.start_call(req, source, caller, callee, targets, forward=on_fail,
+                              no_answer_after=fwd.no_answer_after if fwd is not None and fwd.no_answer else None)
+
+    def _forward_targets(self, number: str, caller: str) -> list[Target]:
+        """A forwarding destination: another user's phones, or an outside number via a trunk."""
+        if number in self._users:
+            return self.targets_of(number)
+        found = self._external_target(number, caller, None)
+        return [found] if found is not None else []
 
     def _on_register(self, req: Request, source: Addr) -> None:
         wall = time.time()

@@ -302,6 +302,15 @@ class AgentProfile(_Strict):
     wrap_up: float | None = Field(None, ge=0)
 
 
+class Forwarding(_Strict):
+    """Where a user's calls go instead: a user id or an outside number (an agent's mobile)."""
+
+    always: str | None = Field(None, description="forward every call, without ringing the user")
+    busy: str | None = Field(None, description="forward when the user's phones answer busy")
+    no_answer: str | None = Field(None, description="forward when nobody answers in `no_answer_after`")
+    no_answer_after: float = Field(20.0, gt=0, le=300)
+
+
 class User(_Strict):
     """A SIP user (a phone, a softphone, an agent)."""
 
@@ -311,6 +320,7 @@ class User(_Strict):
     ha1_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     display_name: str = ""
     agent: AgentProfile | None = None
+    forward: Forwarding | None = None
 
     @field_validator("id", mode="before")
     @classmethod

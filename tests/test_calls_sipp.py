@@ -181,3 +181,57 @@ async def test_called_party_blind_transfers_the_caller_with_refer(tmp_path):
         assert cdr.disposition == "answered" and cdr.hangup_side == "caller"
         assert [leg[2] for leg in cdr.legs] == ["3001", "2001", "2002"]
         assert len(node.b2bua) == 0
+
+
+def forwarding_config(tmp_path, forward: dict):
+    users = [{"id": u, "password": p} for u, p in make_users(3)]
+    users[1]["forward"] = forward
+    return node_config(tmp_path, directory={"users": users})
+
+
+async def forwarded_call(node, tmp_path, first: str | None, second: str, caller_scenario: str = "uac_call.xml") -> list:
+    """u0000 calls u0001, whose phone runs `first` (None: not registered); u0002 runs `second`."""
+    users = make_users(3)
+    events: list = []
+    node.bus.subscribe(events.append)
+    phones = []
+    for (user, scenario) in ((users[1], first), (users[2], second)):
+        if scenario is None:
+            continue
+        port = free_port()
+        inf = write_users_inf(tmp_path / f"reg-{user[0]}.csv", [user], DOMAIN)
+        reg = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
+        assert reg.returncode == 0, reg.explain()
+        phones.append(await start_sipp(scenario, None, port=port, calls=1, timeout=30))
+    await asyncio.sleep(0.3)
+    inf = write_users_inf(tmp_path / "caller.csv", [users[0]], DOMAIN)
+    uac = await run_sipp(caller_scenario, node.address("udp"), inf=inf, service=users[1][0], timeout=30)
+    assert uac.returncode == 0 and uac.successful == 1, uac.explain()
+    for phone in phones:
+        result = await phone.wait()
+        assert result.returncode == 0 and result.successful == 1, result.explain()
+    for _ in range(40):
+        if any(isinstance(e, CDR) for e in events):
+            break
+        await asyncio.sleep(0.05)
+    return events
+
+
+async def test_busy_user_forwards_to_another_phone(tmp_path):
+    async with running_node(forwarding_config(tmp_path, {"busy": "u0002"})) as node:
+        events = await forwarded_call(node, tmp_path, "uas_busy.xml", "uas_answer.xml")
+        cdr = the_cdr(events)
+        assert cdr.disposition == "answered" and [leg[2] for leg in cdr.legs] == ["u0000", "u0001", "u0002"]
+        assert cdr.callee == "u0001" and cdr.agent == "u0002"  # dialled u0001, answered by u0002
+
+
+async def test_unanswered_user_forwards_after_the_configured_time(tmp_path):
+    async with running_node(forwarding_config(tmp_path, {"no_answer": "u0002", "no_answer_after": 1.0})) as node:
+        events = await forwarded_call(node, tmp_path, "uas_ring_until_cancel.xml", "uas_answer.xml")
+        assert the_cdr(events).disposition == "answered"
+
+
+async def test_unconditional_forwarding_never_rings_the_user(tmp_path):
+    async with running_node(forwarding_config(tmp_path, {"always": "u0002"})) as node:
+        events = await forwarded_call(node, tmp_path, None, "uas_answer.xml")
+        assert the_cdr(events).disposition == "answered"

@@ -114,6 +114,8 @@ class Call:
     customer_id: str = ""
     local_sdp: bytes = b""
     placed: bool = False  # the switch placed it (callback, click-to-call): no inbound leg
+    # Relay calls to a user with forwarding: on busy / no answer, where to ring next (once).
+    forward: Callable[[int], list[Target]] | None = None
 
 
 class CallObserver(Protocol):
@@ -185,8 +187,11 @@ class B2BUA:
         *,
         trunk: str = "",
         did: str = "",
+        no_answer_after: float | None = None,
+        forward: Callable[[int], list[Target]] | None = None,
     ) -> Call:
-        """Ring every target in parallel on behalf of the caller's INVITE."""
+        """Ring every target in parallel on behalf of the caller's INVITE; `forward` gives the
+        targets to ring instead after a busy (486) or no answer (408) when every fork failed."""
         call = Call(
             uuid=uuid.uuid4().hex,
             caller=caller,
@@ -195,6 +200,7 @@ class B2BUA:
             start=self.clock(),
             trunk=trunk,
             did=did,
+            forward=forward,
         )
         self.calls[call.uuid] = call
         self._by_invite[self._invite_key(invite)] = call
@@ -206,7 +212,8 @@ class B2BUA:
         for target in targets:
             self._fork(call, target, max_forwards)
         call.state = "ringing"
-        call.no_answer_cancel = self.sip.call_later(self.no_answer_timeout, lambda: self._no_answer(call))
+        timeout = no_answer_after if no_answer_after is not None else self.no_answer_timeout
+        call.no_answer_cancel = self.sip.call_later(timeout, lambda: self._no_answer(call))
         return call
 
     def _fork(self, call: Call, target: Target, max_forwards: int) -> None:
@@ -292,7 +299,8 @@ class B2BUA:
         if call.best is None or _rank(status) < _rank(call.best.status):
             call.best = resp
         if all(lg.done for lg in call.legs):
-            self._fail(call, call.best or resp)
+            if not self._forward(call, call.best.status if call.best else status):
+                self._fail(call, call.best or resp)
 
     def _relay_provisional(self, call: Call, resp: Response) -> None:
         a = call.a.invite
@@ -381,9 +389,29 @@ class B2BUA:
         for leg in call.legs:
             if not leg.done:
                 self._cancel_leg(leg)
+        if self._forward(call, 408):
+            return
         out = make_response(call.a.invite, 480, "Temporarily Unavailable", to_tag=call.a.tag)
         self.sip.respond(out)
         self._finish(call, "no-answer", "no-answer-timeout", "system")
+
+    def _forward(self, call: Call, status: int) -> bool:
+        """Ring the user's forwarding target after a busy or unanswered first try (at most once)."""
+        if call.forward is None:
+            return False
+        targets = call.forward(status)
+        call.forward = None
+        if not targets:
+            return False
+        log.info("call %s: forwarded after %d to %s", call.uuid, status, [t.uri for t in targets])
+        call.best = None
+        mf = call.a.invite.max_forwards
+        for target in targets:
+            self._fork(call, target, 70 if mf is None else max(0, mf - 1))
+        if call.no_answer_cancel is not None:
+            call.no_answer_cancel()
+        call.no_answer_cancel = self.sip.call_later(self.no_answer_timeout, lambda: self._no_answer(call))
+        return True
 
     def _cancel_leg(self, leg: OutLeg) -> None:
         leg.cancelled = True
