@@ -235,3 +235,21 @@ async def test_unconditional_forwarding_never_rings_the_user(tmp_path):
     async with running_node(forwarding_config(tmp_path, {"always": "u0002"})) as node:
         events = await forwarded_call(node, tmp_path, None, "uas_answer.xml")
         assert the_cdr(events).disposition == "answered"
+
+
+async def test_unanswered_calls_appear_in_the_users_missed_call_list(tmp_path):
+    import httpx
+
+    users = make_users(2)
+    tokens = [{"token": "user-u0001-token", "role": "agent", "agent": "u0001"}]
+    async with running_node(node_config(tmp_path, users=users, api={"tokens": tokens})) as node:
+        await call_through(node, tmp_path, caller_scenario="uac_expect_486.xml",
+                           callee_scenarios=["uas_busy.xml"], users=users)
+        assert node.writer is not None
+        await node.writer.drain()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.api.port}") as http:
+            r = await http.get("/api/users/u0001/missed", headers={"Authorization": "Bearer user-u0001-token"})
+            other = await http.get("/api/users/u0000/missed", headers={"Authorization": "Bearer user-u0001-token"})
+        assert r.status_code == 200, r.text
+        assert [(m["caller"], m["disposition"]) for m in r.json()["missed"]] == [("u0000", "busy")]
+        assert other.status_code == 403  # a user sees only their own list

@@ -143,6 +143,20 @@ async def test_recent_calls_are_found_by_number_or_customer_id_newest_first(stor
         await store.recent_calls()
 
 
+async def test_missed_calls_are_a_users_unanswered_calls_newest_first(store: Store) -> None:
+    await store.write_events(
+        [
+            cdr("answered", callee="1001", start=T0, answer=T0 + 5, end=T0 + 50),
+            cdr("busy", callee="1001", start=T0 + 100, answer=None, end=T0 + 101, disposition="busy"),
+            cdr("rang", callee="1001", start=T0 + 200, answer=None, end=T0 + 230, disposition="no-answer"),
+            cdr("someone-else", callee="1002", start=T0 + 300, answer=None, end=T0 + 301, disposition="busy"),
+        ]
+    )
+    assert [c.call_uuid for c in await store.missed_calls("1001")] == ["rang", "busy"]
+    assert [c.call_uuid for c in await store.missed_calls("1001", limit=1)] == ["rang"]
+    assert await store.missed_calls("1003") == []
+
+
 async def test_affinity_counts_answered_calls_per_agent_and_keeps_the_latest_time(store: Store) -> None:
     await store.write_events(
         [

@@ -36,6 +36,7 @@ from softswitch.api.docs import docs_page
 from softswitch.api.metrics import NodeMetrics
 from softswitch.api.wallboard import WALLBOARD_HTML
 from softswitch.config import ApiSettings
+from softswitch.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from softswitch.app import Node
@@ -219,6 +220,8 @@ class ApiServer:
             e("POST", "/api/calls/{call_uuid}/move", "supervisor", "Move a waiting caller to another queue",
               self.move, MoveBody),
             e("GET", "/api/registrations", "admin", "SIP registrations", self.registrations),
+            e("GET", "/api/users/{agent}/missed", "supervisor", "A user's missed calls, newest first",
+              self.missed_calls, own_agent=True),
             e("POST", "/api/dialplan/reload", "admin", "Reload the dialplan", self.reload_dialplan),
         ]
 
@@ -356,6 +359,21 @@ class ApiServer:
         ]
         rows.sort(key=lambda r: (r["aor"], r["contact"]))
         return {"registrations": rows}
+
+    async def missed_calls(self, request: Request, p: Principal) -> Any:
+        user = request.path_params["agent"]
+        if user not in self.node.config.users_by_id:
+            raise ApiError(404, "not_found", f"no user {user}")
+        store = self.node.store
+        if store is None:
+            raise ApiError(503, "unavailable", "the store is not open")
+        try:
+            records = await store.missed_calls(user)
+        except StoreUnavailable as exc:
+            raise ApiError(503, "unavailable", f"the database is unavailable: {exc}") from None
+        return {"user": user, "missed": [
+            {"call_uuid": r.call_uuid, "caller": r.caller, "start": r.start, "disposition": r.disposition,
+             "queue": r.queue} for r in records]}
 
     async def reload_dialplan(self, request: Request, p: Principal) -> Any:
         ok, errors = await resolve(self.centre.reload_dialplan())

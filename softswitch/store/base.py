@@ -27,6 +27,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now; the writer spools and retries later."""
 
 
+#: The CDR columns a CallRecord is read from, in its field order.
+CALL_COLUMNS = "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One past call of a caller, as the CTI screen pop and the ACD affinity rule read it."""
@@ -181,6 +185,10 @@ class Store(abc.ABC):
         """
 
     # ---- CTI / ACD reads ----
+    @abc.abstractmethod
+    async def missed_calls(self, user: str, *, limit: int = 20) -> list[CallRecord]:
+        """Calls to a user that nobody answered (busy, no answer, cancelled), newest first."""
+
     @abc.abstractmethod
     async def recent_calls(
         self, *, number: str | None = None, customer_id: str | None = None, limit: int = 10

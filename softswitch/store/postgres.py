@@ -23,6 +23,7 @@ import asyncpg
 from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
+    CALL_COLUMNS,
     Affinity,
     Agent,
     CallRecord,
@@ -182,10 +183,6 @@ _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs
 WHERE queue = $1 AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= $2 AND answer_ts < $3
 """
-
-_CALL_COLUMNS = (
-    "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
-)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -409,13 +406,18 @@ class PostgresStore(Store):
         return new
 
     # ---- reads ----
+    async def missed_calls(self, user: str, *, limit: int = 20) -> list[CallRecord]:
+        sql = f"SELECT {CALL_COLUMNS} FROM cdrs WHERE callee = $1 AND answer_ts IS NULL ORDER BY start_ts DESC LIMIT $2"
+        recs = await self._run(lambda c: c.fetch(sql, user, limit))
+        return [CallRecord(*r) for r in recs]
+
     async def recent_calls(
         self, *, number: str | None = None, customer_id: str | None = None, limit: int = 10
     ) -> list[CallRecord]:
         if not number and not customer_id:
             raise StoreError("recent_calls needs a number or a customer id")
         sql = (
-            f"SELECT {_CALL_COLUMNS} FROM cdrs "
+            f"SELECT {CALL_COLUMNS} FROM cdrs "
             "WHERE ($1::text IS NOT NULL AND caller = $1) "
             "OR ($2::text IS NOT NULL AND customer_id <> '' AND customer_id = $2) "
             "ORDER BY start_ts DESC LIMIT $3"

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
+    CALL_COLUMNS,
     Affinity,
     Agent,
     CallRecord,
@@ -71,10 +72,6 @@ _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs
 WHERE queue = ? AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= ? AND answer_ts < ?
 """
-_CALL_COLUMNS = (
-    "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
-)
-
 
 class SqliteStore(Store):
     """The embedded store in one SQLite file (or `:memory:`)."""
@@ -231,13 +228,18 @@ class SqliteStore(Store):
         return await self._call(lambda c: self._tx(c, body))
 
     # ---- reads ----
+    async def missed_calls(self, user: str, *, limit: int = 20) -> list[CallRecord]:
+        sql = f"SELECT {CALL_COLUMNS} FROM cdrs WHERE callee = ? AND answer_ts IS NULL ORDER BY start_ts DESC LIMIT ?"
+        recs = await self._call(lambda c: c.execute(sql, (user, limit)).fetchall())
+        return [CallRecord(*r) for r in recs]
+
     async def recent_calls(
         self, *, number: str | None = None, customer_id: str | None = None, limit: int = 10
     ) -> list[CallRecord]:
         if not number and not customer_id:
             raise StoreError("recent_calls needs a number or a customer id")
         sql = (
-            f"SELECT {_CALL_COLUMNS} FROM cdrs "
+            f"SELECT {CALL_COLUMNS} FROM cdrs "
             "WHERE (? IS NOT NULL AND caller = ?) OR (? IS NOT NULL AND customer_id <> '' AND customer_id = ?) "
             "ORDER BY start_ts DESC LIMIT ?"
         )
