@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from softswitch.app import Node
 from softswitch.config import NodeConfig
+from softswitch.events import CDR
 from tests.peers import free_port
 
 DOMAIN = "test.local"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_users(n: int = 4, *, prefix: str = "u") -> list[tuple[str, str]]:
@@ -98,6 +103,30 @@ class UdpClient(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+def spawn_softswitch(*args: str, cwd: Path) -> subprocess.Popen:
+    """`softswitch ARGS` as an operator runs it: a process of its own, output captured."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "softswitch.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll for something the node does a moment later (a CDR after the last BYE, a state)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+async def wait_for_cdrs(events: list, count: int = 1, timeout: float = 5.0) -> list[CDR]:
+    """The CDRs among `events` once at least `count` have been published."""
+    await wait_for(lambda: sum(isinstance(e, CDR) for e in events) >= count, timeout)
+    return [e for e in events if isinstance(e, CDR)]
 
 
 def status_of(data: bytes) -> int:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from softswitch.events import CDR, CallAnswered, CallStarted
-from tests.nodes import DOMAIN, make_users, node_config, running_node
+from tests.nodes import DOMAIN, make_users, node_config, running_node, wait_for_cdrs
 from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 
 pytestmark = pytest.mark.integration
@@ -39,10 +39,7 @@ async def test_registered_phone_calls_another_through_the_switch_and_a_cdr_is_pu
         callee_result = await uas.wait()
         assert uac.returncode == 0 and uac.successful == 1, uac.explain()
         assert callee_result.returncode == 0 and callee_result.successful == 1, callee_result.explain()
-        for _ in range(20):
-            if any(isinstance(e, CDR) for e in events):
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_cdrs(events)
         (cdr,) = [e for e in events if isinstance(e, CDR)]
         assert cdr.caller == caller[0] and cdr.callee == callee[0]
         assert cdr.disposition == "answered" and cdr.hangup_side == "caller"
@@ -67,26 +64,31 @@ async def call_through(node, tmp_path, *, caller_scenario: str, callee_scenarios
     """Register the callee from one SIPp per scenario, run them as phones, place one call from
     the caller, and return the events the node published."""
     caller, callee = users
+    return await place_call(node, tmp_path, caller, callee[0], [(callee, s) for s in callee_scenarios],
+                            caller_scenario)
+
+
+async def place_call(node, tmp_path, caller: tuple[str, str], service: str,
+                     phones: list[tuple[tuple[str, str], str]], caller_scenario: str) -> list:
+    """Register each (user, scenario) phone from a SIPp of its own and run it, call `service` from
+    `caller`, wait for every SIPp to finish well and for the CDR; the node's events."""
     events: list = []
     node.bus.subscribe(events.append)
-    phones = []
-    for i, scenario in enumerate(callee_scenarios):
+    running = []
+    for i, (user, scenario) in enumerate(phones):
         port = free_port()
-        inf = write_users_inf(tmp_path / f"callee{i}.csv", [callee], DOMAIN)
+        inf = write_users_inf(tmp_path / f"phone{i}-{user[0]}.csv", [user], DOMAIN)
         reg = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
         assert reg.returncode == 0 and reg.successful == 1, reg.explain()
-        phones.append(await start_sipp(scenario, None, port=port, calls=1, timeout=30))
+        running.append(await start_sipp(scenario, None, port=port, calls=1, timeout=30))
     await asyncio.sleep(0.3)
     inf = write_users_inf(tmp_path / "caller.csv", [caller], DOMAIN)
-    uac = await run_sipp(caller_scenario, node.address("udp"), inf=inf, service=callee[0], timeout=30)
+    uac = await run_sipp(caller_scenario, node.address("udp"), inf=inf, service=service, timeout=30)
     assert uac.returncode == 0 and uac.successful == 1, uac.explain()
-    for phone in phones:
+    for phone in running:
         result = await phone.wait()
         assert result.returncode == 0 and result.successful == 1, result.explain()
-    for _ in range(40):
-        if any(isinstance(e, CDR) for e in events):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_cdrs(events)
     return events
 
 
@@ -173,10 +175,7 @@ async def test_called_party_blind_transfers_the_caller_with_refer(tmp_path):
         assert b.returncode == 0 and b.successful == 1, b.explain()
         c = await target.wait()  # answered the transferred call and got the caller's BYE
         assert c.returncode == 0 and c.successful == 1, c.explain()
-        for _ in range(40):
-            if any(isinstance(e, CDR) for e in events):
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_cdrs(events)
         cdr = the_cdr(events)
         assert cdr.disposition == "answered" and cdr.hangup_side == "caller"
         assert [leg[2] for leg in cdr.legs] == ["3001", "2001", "2002"]
@@ -192,29 +191,9 @@ def forwarding_config(tmp_path, forward: dict):
 async def forwarded_call(node, tmp_path, first: str | None, second: str, caller_scenario: str = "uac_call.xml") -> list:
     """u0000 calls u0001, whose phone runs `first` (None: not registered); u0002 runs `second`."""
     users = make_users(3)
-    events: list = []
-    node.bus.subscribe(events.append)
-    phones = []
-    for (user, scenario) in ((users[1], first), (users[2], second)):
-        if scenario is None:
-            continue
-        port = free_port()
-        inf = write_users_inf(tmp_path / f"reg-{user[0]}.csv", [user], DOMAIN)
-        reg = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
-        assert reg.returncode == 0, reg.explain()
-        phones.append(await start_sipp(scenario, None, port=port, calls=1, timeout=30))
-    await asyncio.sleep(0.3)
-    inf = write_users_inf(tmp_path / "caller.csv", [users[0]], DOMAIN)
-    uac = await run_sipp(caller_scenario, node.address("udp"), inf=inf, service=users[1][0], timeout=30)
-    assert uac.returncode == 0 and uac.successful == 1, uac.explain()
-    for phone in phones:
-        result = await phone.wait()
-        assert result.returncode == 0 and result.successful == 1, result.explain()
-    for _ in range(40):
-        if any(isinstance(e, CDR) for e in events):
-            break
-        await asyncio.sleep(0.05)
-    return events
+    phones = [(users[1], first)] if first is not None else []
+    return await place_call(node, tmp_path, users[0], users[1][0], [*phones, (users[2], second)],
+                            caller_scenario)
 
 
 async def test_busy_user_forwards_to_another_phone(tmp_path):

@@ -4,26 +4,17 @@ file:line, a clean exit on SIGTERM, and the demo node without a config."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.nodes import spawn_softswitch
 from tests.peers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
-
-
-def softswitch(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "softswitch.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def answers_options(port: int, deadline: float) -> bool:
@@ -61,7 +52,7 @@ def write_config(tmp: Path, port: int) -> Path:
 def test_run_logs_json_lines_and_exits_cleanly_on_sigterm(tmp_path):
     port = free_port()
     config = write_config(tmp_path, port)
-    proc = softswitch("run", "--config", str(config), "--log-format", "json", cwd=tmp_path)
+    proc = spawn_softswitch("run", "--config", str(config), "--log-format", "json", cwd=tmp_path)
     try:
         assert answers_options(port, time.time() + 20), "node did not come up"
         proc.send_signal(signal.SIGTERM)
@@ -82,7 +73,7 @@ def test_run_logs_json_lines_and_exits_cleanly_on_sigterm(tmp_path):
 def test_run_refuses_an_invalid_config_and_names_file_and_line(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("sip:\n  listen: ['udp://127.0.0.1:5060']\n  domian: typo.example\n")
-    proc = softswitch("run", "--config", str(config), cwd=tmp_path)
+    proc = spawn_softswitch("run", "--config", str(config), cwd=tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert f"{config}:3:" in err and "domian" in err
@@ -95,7 +86,7 @@ def test_run_without_config_starts_the_demo_node_on_localhost(tmp_path):
             s.bind(("127.0.0.1", 5060))
         except OSError:
             pytest.skip("127.0.0.1:5060 is taken on this machine; the demo node needs it")
-    proc = softswitch("run", cwd=tmp_path)
+    proc = spawn_softswitch("run", cwd=tmp_path)
     try:
         assert answers_options(5060, time.time() + 20), "demo node did not come up"
     finally:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from softswitch.events import CDR, RecordingSaved
-from tests.nodes import DOMAIN, node_config, running_node
+from tests.nodes import DOMAIN, node_config, running_node, wait_for, wait_for_cdrs
 from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 
 pytestmark = pytest.mark.integration
@@ -54,10 +54,8 @@ async def test_click_to_call_rings_the_agent_then_the_customer_and_records_the_c
             assert r.json()["result"] == {"ringing": "2001"}
         assert (await customer.wait()).successful == 1
         assert (await agent.wait()).successful == 1
-        for _ in range(60):
-            if any(isinstance(e, CDR) for e in events) and any(isinstance(e, RecordingSaved) for e in events):
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: any(isinstance(e, RecordingSaved) for e in events))
+        await wait_for_cdrs(events)
         (cdr,) = [e for e in events if isinstance(e, CDR)]
         assert (cdr.agent, cdr.customer_id, cdr.disposition) == ("2001", "C-9", "answered")
         assert [leg[2] for leg in cdr.legs] == ["2001", "3001"]

@@ -7,18 +7,15 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from softswitch.config import load_config
-from tests.nodes import running_node
+from tests.nodes import running_node, spawn_softswitch, wait_for
 from tests.peers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
 
 PLAN = """\
@@ -58,15 +55,6 @@ def route_names(node) -> list[str]:
     return [r.name for r in node.dialplan.plan.contexts["internal"].routes]
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
 async def test_changed_dialplan_file_is_reloaded_and_a_broken_one_is_refused(tmp_path):
     config = load_config(write_node(tmp_path))
     async with running_node(config) as node:
@@ -90,9 +78,7 @@ async def test_changed_dialplan_file_is_reloaded_and_a_broken_one_is_refused(tmp
 
 def test_sighup_reloads_the_dialplan_of_a_running_node(tmp_path):
     config = write_node(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "softswitch.cli", "run", "--config", str(config)],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = spawn_softswitch("run", "--config", str(config), cwd=tmp_path)
     try:
         deadline = time.time() + 20
         while time.time() < deadline and not (tmp_path / "node.db").exists():

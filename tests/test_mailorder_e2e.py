@@ -15,7 +15,7 @@ import yaml
 
 from softswitch.config import load_config
 from softswitch.events import CDR, QueueEvent
-from tests.nodes import running_node
+from tests.nodes import running_node, wait_for_cdrs
 from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 
 pytestmark = pytest.mark.integration
@@ -93,10 +93,7 @@ async def test_carrier_call_to_0120_presses_1_and_waits_in_the_orders_queue(tmp_
                                      service="0120123456", timeout=90, extra=["-d", "16000"])
             assert carrier.returncode == 0 and carrier.successful == 1, carrier.explain()
             assert (await agent.wait()).successful == 1
-            for _ in range(60):
-                if any(isinstance(e, CDR) for e in events):
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_cdrs(events)
             (cdr,) = [e for e in events if isinstance(e, CDR)]
             assert (cdr.trunk, cdr.did, cdr.caller) == ("ntt", "0120123456", "09012345678")
             assert cdr.queue == "orders" and cdr.agent == "2002"
@@ -118,10 +115,7 @@ async def test_outside_business_hours_the_caller_hears_the_closed_message_and_vo
             carrier = await run_sipp("carrier_ivr.xml", node.address("udp"), local_ip=CARRIER_IP,
                                      service="0120123456", timeout=90, extra=["-d", "12000"])
             assert carrier.returncode == 0 and carrier.successful == 1, carrier.explain()
-            for _ in range(60):
-                if any(isinstance(e, CDR) for e in events):
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_cdrs(events)
             (cdr,) = [e for e in events if isinstance(e, CDR)]
             assert cdr.queue == "" and cdr.agent == ""
             assert not [e for e in events if isinstance(e, QueueEvent)]

@@ -12,7 +12,7 @@ import pytest
 
 from softswitch.config import load_config
 from softswitch.events import CDR, AgentStateChanged, QueueEvent
-from tests.nodes import DOMAIN, running_node
+from tests.nodes import DOMAIN, running_node, wait_for_cdrs
 from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 
 pytestmark = pytest.mark.integration
@@ -97,10 +97,7 @@ async def queue_call(node, tmp: Path, caller: str, agent_ports: dict[str, int], 
     assert uac.returncode == 0 and uac.successful == 1, uac.explain()
     agent_side = await phone.wait()
     assert agent_side.returncode == 0 and agent_side.successful == 1, agent_side.explain()
-    for _ in range(60):
-        if any(isinstance(e, CDR) for e in events):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_cdrs(events)
     unsubscribe()
     return events
 
@@ -149,10 +146,7 @@ async def queue_call_either(node, tmp: Path, caller: str, ports: dict[str, int])
     inf = write_users_inf(tmp / f"caller-{caller}-first.csv", [(caller, f"pw-{caller}")], DOMAIN)
     uac = await run_sipp("uac_ivr_queue.xml", node.address("udp"), inf=inf, service="700", timeout=40)
     assert uac.returncode == 0 and uac.successful == 1, uac.explain()
-    for _ in range(60):
-        if any(isinstance(e, CDR) for e in events):
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_cdrs(events)
     unsubscribe()
     (cdr,) = [e for e in events if isinstance(e, CDR)]
     for agent, phone in phones.items():
@@ -189,10 +183,7 @@ async def test_queued_callback_keeps_the_place_and_calls_the_caller_back_when_an
         assert node.centre.agent_action("2001", "ready") is None
         assert (await customer.wait()).successful == 1
         assert (await agent.wait()).successful == 1
-        for _ in range(60):
-            if sum(isinstance(e, CDR) for e in events) >= 2:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for_cdrs(events, 2)
         cdrs = [e for e in events if isinstance(e, CDR)]
         callback = cdrs[-1]
         assert (callback.caller, callback.agent, callback.queue) == ("3001", "2001", "support")
