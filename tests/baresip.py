@@ -16,9 +16,19 @@ ringing, rejects, or is given up on), talks for a few seconds, hangs up, and pri
 on its last line of stdout (see `call_scenario`). `run_scenario` does the `unshare` from outside
 and parses that JSON.
 
+    unshare -n python -m tests.baresip media --workdir DIR --mic-a a.wav --number 800|801|802 \
+        [--mic-b b.wav] [--seconds 2] [--digits 1234] [--tts-cache DIR] [--no-telephone-event]
+
+runs `media_scenario`: a node with a dialplan (`MEDIA_DIALPLAN`: 800 records and dials phone B,
+801 speaks `TTS_PROMPT`, 802 gathers 4 digits) whose media the switch anchors itself; phone A
+dials a route, may send DTMF with `sndcode`, and the JSON tells what the switch saw (CDR,
+RecordingSaved, detected digits with their source). `run_media_scenario` runs it from outside.
+
 baresip 1.0 quirks this relies on: `net_interface` takes an address, not `lo`; REGISTER_OK may
 be sent before the control connection exists, so registration is read back with `reginfo`;
-sndfile names its files dump-<time>-enc.wav (sent) and -dec.wav (received).
+sndfile names its files dump-<time>-enc.wav (sent) and -dec.wav (received); `sip_listen` also
+takes the next port for TLS, so control ports must not be SIP port + 1; the offer always carries
+telephone-event (`SdpFilterRelay` strips it when a test needs DTMF in-band only).
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ import pytest
 
 from media.dtmf import dtmf_tone
 from media.tts import TtsRenderer
-from tests.baresip import TTS_PROMPT, missing_tools, run_media_scenario, unshare_command
+from tests.baresip import (
+    TTS_PROMPT,
+    missing_tools,
+    run_media_scenario,
+    strip_telephone_event,
+    unshare_command,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -202,3 +208,17 @@ def test_dtmf_tones_in_baresips_audio_without_telephone_event_are_detected_in_ba
     assert {d["source"] for d in detected} == {"inband"}, detected
     assert all(100 <= d["duration_ms"] <= 250 for d in detected), detected
     assert result["hung_up_by"] == "switch" and result["talk_seconds"] < 5.0, detail(result)
+
+
+def test_the_relays_filter_drops_telephone_event_from_an_offer_and_fixes_content_length():
+    body = ("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 20000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n")
+    message = (f"INVITE sip:802@127.0.0.1 SIP/2.0\r\nContent-Type: application/sdp\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
+    head, _, new_body = strip_telephone_event(message).partition(b"\r\n\r\n")
+    assert b"m=audio 20000 RTP/AVP 0 8\r\n" in new_body
+    assert b"101" not in new_body and b"a=rtpmap:8 PCMA/8000" in new_body
+    assert f"Content-Length: {len(new_body)}".encode() in head
+    plain = message.replace(b"telephone-event", b"PCMX")
+    assert strip_telephone_event(plain) == plain
