@@ -420,6 +420,9 @@ class Node:
             resp.headers.add("Retry-After", "30")
             self.respond(resp)
             return
+        if self._looped(req):
+            self.respond(make_response(req, 482, "Loop Detected", to_tag=new_tag()))
+            return
         wall = time.time()
         trunk = self.trunks.recognise(source) or self.trunks.by_digest(req, self.auth, wall)
         if trunk is not None:
@@ -447,6 +450,12 @@ class Node:
                 self.respond(make_response(req, 404, "Not Found", to_tag=new_tag()))
             return
         self._call_user(req, source, who, callee)
+
+    def _looped(self, req: Request) -> bool:
+        """A new INVITE that already passed through this node (RFC 3261 16.3 item 4): one of its
+        Vias below the top names one of our listeners, e.g. a trunk or forward pointing back here."""
+        ours = {(host, port) for _, host, port in self.listening}
+        return any((v.host.strip("[]"), v.port or 5060) in ours for v in req.vias[1:])
 
     def _call_user(self, req: Request, source: Addr, caller: str, callee: str) -> None:
         """Ring a user's phones, with their forwarding (always, busy, no answer) applied."""

@@ -100,3 +100,22 @@ async def test_a_binding_that_is_not_refreshed_expires_on_time(tmp_path):
         await asyncio.sleep(1.6)  # no polling: the node's timer fires at the binding's deadline
         assert [e.action for e in events if getattr(e, "kind", "") == "registration"] == ["bound", "expired"]
         assert not node.registrar.lookup("2002", time.time())
+
+
+async def test_an_invite_that_already_passed_through_this_node_is_refused_as_a_loop(tmp_path):
+    async with running_node(node_config(tmp_path)) as node:
+        host, port = node.address("udp")
+        client = await UdpClient.open()
+        try:
+            invite = (
+                f"INVITE sip:u0001@{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{client.port};branch=z9hG4bK-loop-2;rport\r\n"
+                f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-loop-1\r\n"
+                "Max-Forwards: 68\r\n"
+                f"From: <sip:u0000@{DOMAIN}>;tag=lp\r\nTo: <sip:u0001@{DOMAIN}>\r\n"
+                "Call-ID: loop-1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            resp = await exchange(client, (host, port), invite)
+            assert resp.status == 482
+        finally:
+            client.close()
