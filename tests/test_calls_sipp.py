@@ -232,3 +232,16 @@ async def test_unanswered_calls_appear_in_the_users_missed_call_list(tmp_path):
         assert r.status_code == 200, r.text
         assert [(m["caller"], m["disposition"]) for m in r.json()["missed"]] == [("u0000", "busy")]
         assert other.status_code == 403  # a user sees only their own list
+
+
+async def test_sequential_ring_group_rings_the_next_member_when_the_first_is_busy(tmp_path):
+    from softswitch.config import load_config
+    from tests.test_queue_sipp import write_node
+
+    config = load_config(write_node(tmp_path, ["2001", "2002"], ["3001"]))
+    async with running_node(config) as node:
+        phones = [(("2001", "pw-2001"), "uas_busy.xml"), (("2002", "pw-2002"), "uas_answer.xml")]
+        events = await place_call(node, tmp_path, ("3001", "pw-3001"), "900", phones, "uac_call.xml")
+        cdr = the_cdr(events)
+        assert cdr.disposition == "answered" and [leg[2] for leg in cdr.legs] == ["3001", "2001", "2002"]
+        assert cdr.agent == "2002"

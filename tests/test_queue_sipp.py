@@ -5,6 +5,7 @@ SIPp agent phone rings and is bridged; a returning caller goes to the agent who 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from pathlib import Path
 
@@ -21,6 +22,11 @@ PROMPTS = Path(__file__).resolve().parents[1] / "dialplans" / "prompts"
 
 DIALPLAN = """\
 version: 1
+ring_groups:
+  desk:
+    members: __AGENTS__
+    strategy: sequential
+    timeout: 5
 contexts:
   internal:
     users: all
@@ -38,6 +44,11 @@ contexts:
                 "1":
                   - queue: support
           - hangup:
+      - name: desk-group
+        match: {number: "900"}
+        steps:
+          - dial: {group: desk}
+          - hangup: busy
       - name: agent-direct
         match: {number: "800"}
         steps:
@@ -52,7 +63,7 @@ def write_node(tmp: Path, agents: list[str], callers: list[str]) -> Path:
     users = [f"    - {{id: '{a}', password: 'pw-{a}', agent: {{skills: {{support: 5}}, queues: [support]}}}}"
              for a in agents]
     users += [f"    - {{id: '{u}', password: 'pw-{u}'}}" for u in callers]
-    (tmp / "plan.yaml").write_text(DIALPLAN)
+    (tmp / "plan.yaml").write_text(DIALPLAN.replace("__AGENTS__", json.dumps(agents)))
     path = tmp / "node.yaml"
     path.write_text("\n".join([
         "sip:",

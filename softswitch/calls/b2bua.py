@@ -587,6 +587,8 @@ class B2BUA:
         if b is not None and b.dialog is not None:
             self._bye(b.dialog, b.target.dest)
             self._by_dialog.pop((b.dialog.call_id, b.dialog.local_tag), None)
+        if b is not None and not call.agent:
+            call.agent = b.target.user  # who answered, for the CDR
         call.b = None
 
     # -- requests from the caller before answer ---------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -67,8 +68,18 @@ class SessionServices:
         self.centre = centre
         self.media_address = media_address
         self.sessions: dict[str, CallSession] = {}
+        self._turns: dict[tuple[str, ...], int] = {}  # round-robin ring groups: who starts next
         self._unsubscribe = media.on_dtmf(self._on_dtmf)
         self._unsubscribe_timeout = media.on_timeout(self._on_rtp_timeout)
+
+    def next_in_turn(self, members: tuple[str, ...]) -> int:
+        """Where a round-robin ring group starts ringing this time."""
+        return self._turns.get(members, 0) % len(members)
+
+    def answered_by(self, members: tuple[str, ...], user: str) -> None:
+        """The member after the one who answered starts the next round-robin call."""
+        if user in members:
+            self._turns[members] = members.index(user) + 1
 
     def _on_rtp_timeout(self, leg_id: str) -> None:
         """No RTP from a leg for the media timeout: the phone or the network is gone; end the call."""
@@ -370,25 +381,45 @@ class CallSession:
         self._ports.pop(leg, None)
         await self.s.media.release(leg)
 
+    def _targets_of(self, t: c.DialTarget, caller_id: str | None) -> list[Target]:
+        if t.kind == "user":
+            return self.s.lookup_user(t.value)
+        if self.s.lookup_external is not None:
+            found = self.s.lookup_external(t.value, caller_id or self.call.caller, t.trunk)
+            if found is not None:
+                return [found]
+        return []
+
     async def _dial(self, cmd: c.Dial) -> c.DialResult:
-        targets: list[Target] = []
-        for t in cmd.targets:
-            if t.kind == "user":
-                targets.extend(self.s.lookup_user(t.value))
-            elif self.s.lookup_external is not None:
-                found = self.s.lookup_external(t.value, cmd.caller_id or self.call.caller, t.trunk)
-                if found is not None:
-                    targets.append(found)
-        if not targets:
+        """Ring the targets: all at once (ring_all), or one member after another for `timeout`
+        each (sequential; round_robin starts after the member who answered last; random)."""
+        if cmd.strategy == "ring_all" or len(cmd.targets) < 2:
+            rounds = [[t for d in cmd.targets for t in self._targets_of(d, cmd.caller_id)]]
+        else:
+            members = list(cmd.targets)
+            if cmd.strategy == "random":
+                random.shuffle(members)
+            elif cmd.strategy == "round_robin":
+                start = self.s.next_in_turn(tuple(d.value for d in cmd.targets))
+                members = members[start:] + members[:start]
+            rounds = [self._targets_of(d, cmd.caller_id) for d in members]
+        rounds = [r for r in rounds if r]
+        if not rounds:
             return c.DialResult(status="failed")
         if not self.answered:
             self.s.b2bua.ring(self.call)
-        leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
-        out, status = await self.originate(leg, targets, cmd.timeout)
-        if out is None:
-            return c.DialResult(status=DIAL_STATUS.get(status, "failed"))  # type: ignore[arg-type]
-        await self.bridge(leg)
-        return c.DialResult(status="answered", answered_by=out.target.user)
+        status = 0
+        for targets in rounds:
+            if self.ended.is_set():
+                break
+            leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
+            out, status = await self.originate(leg, targets, cmd.timeout)
+            if out is not None:
+                await self.bridge(leg)
+                if cmd.strategy == "round_robin":
+                    self.s.answered_by(tuple(d.value for d in cmd.targets), out.target.user)
+                return c.DialResult(status="answered", answered_by=out.target.user)
+        return c.DialResult(status=DIAL_STATUS.get(status, "failed"))  # type: ignore[arg-type]
 
     async def _start_recording(self) -> None:
         if self.recording or not self.answered:
