@@ -115,7 +115,8 @@ class Node:
         self.trunks = Trunks(self, config, publish=self.bus.publish)
         media = config.media
         self.media = LocalMediaBackend(media.address, (media.rtp_ports.start, media.rtp_ports.end),
-                                       bus=self.bus, recordings_dir=media.recordings_dir)
+                                       bus=self.bus, recordings_dir=media.recordings_dir,
+                                       inband_dtmf=media.inband_dtmf, rtp_timeout=media.rtp_timeout)
         self.tts = TtsRenderer(media.tts_cache_dir)
         self.dialplan = DialplanHolder.from_config(config)
         self.centre = ContactCentre(config, publish=self.bus.publish, lookup_user=self.targets_of,

@@ -210,6 +210,9 @@ class MediaSettings(_Strict):
     recordings_dir: Path = Field(Path("recordings"), validate_default=True)
     prompts_dir: Path = Field(Path("prompts"), validate_default=True)
     tts_cache_dir: Path = Field(Path("var/tts-cache"), validate_default=True)
+    inband_dtmf: bool | None = Field(None, description="listen for DTMF tones in the audio: always (true), "
+                                     "never (false), or only on legs without RFC 4733 events (default)")
+    rtp_timeout: float = Field(30.0, gt=0, description="seconds without RTP before a call is ended")
 
     @field_validator("recordings_dir", "prompts_dir", "tts_cache_dir", mode="before")
     @classmethod
