@@ -35,6 +35,7 @@ from acd.model import (
     Strategy,
     TargetKind,
 )
+from media.ports import PortPoolExhausted
 from softswitch.config import NodeConfig, QueueSettings
 from softswitch.dialplan import commands as c
 from softswitch.events import Event, QueueEvent, RegistrationChanged
@@ -419,7 +420,13 @@ class ContactCentre:
 
     async def _ring(self, w: Waiting, d: Offer, targets: list[Target], leg: str) -> None:
         session = w.session
-        port = await session.endpoint(leg)
+        try:
+            port = await session.endpoint(leg)
+        except PortPoolExhausted:
+            log.warning("no RTP port free to ring agent %s", d.agent)
+            w.offers.pop(d.offer_id, None)
+            self.apply(self.engine.offer_rejected(d.caller, d.agent, time.time()))
+            return
         from media import sdp as sdpmod
 
         offer = sdpmod.offer(session.s.media_address, port, session_id=int(time.time()))

@@ -201,3 +201,23 @@ async def test_queued_callback_keeps_the_place_and_calls_the_caller_back_when_an
         assert callback.disposition == "answered" and [leg[2] for leg in callback.legs] == ["2001", "3001"]
         assert node.centre.engine.caller_state(asked.call_uuid) is None
         assert len(node.b2bua) == 0
+
+
+async def test_a_call_that_finds_no_free_rtp_port_is_refused_with_503_and_the_node_goes_on(tmp_path):
+    require_sipp()
+    path = write_node(tmp_path, ["2001"], ["3001", "3002"])
+    port = free_port() // 2 * 2
+    text = path.read_text()
+    start = text.index("  rtp_ports:")
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"  rtp_ports: '{port}-{port + 1}'" + text[end:])  # room for one leg
+    config = load_config(path)
+    async with running_node(config) as node:
+        first = await start_sipp("uac_ivr_queue.xml", node.address("udp"), service="700", timeout=40,
+                                 inf=write_users_inf(tmp_path / "c1.csv", [("3001", "pw-3001")], DOMAIN))
+        await asyncio.sleep(1.5)  # the first call holds the only port, waiting in the IVR
+        second = await run_sipp("uac_expect_503.xml", node.address("udp"), service="700", timeout=20,
+                                inf=write_users_inf(tmp_path / "c2.csv", [("3002", "pw-3002")], DOMAIN))
+        assert second.returncode == 0 and second.successful == 1, second.explain()
+        first.kill()
+        await first.wait()

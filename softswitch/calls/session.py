@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from media import sdp as sdpmod
-from media.backend import MediaBackend
+from media.backend import MediaBackend, PortPoolExhausted
 from media.dtmf import DtmfDigit
 from softswitch.calls.b2bua import B2BUA, Call, OutLeg, Target
 from softswitch.dialplan import commands as c
@@ -48,6 +48,10 @@ def beep(seconds: float = 0.4, hz: float = 1000.0) -> np.ndarray:
     """The tone before a voicemail recording starts."""
     t = np.arange(int(8000 * seconds)) / 8000.0
     return (np.sin(2 * np.pi * hz * t) * 8000).astype(np.int16)
+
+
+class CallRefused(Exception):
+    """The call was answered with a final error (488, 503...) and its plan stops."""
 
 
 class SessionServices:
@@ -189,6 +193,8 @@ class CallSession:
                 await self.ended.wait()
             elif not self.ended.is_set() and self.interp.outcome not in ("transferred",):
                 self._hangup("normal_clearing")
+        except CallRefused as exc:
+            log.info("call %s refused: %s", self.call.uuid, exc)
         except Exception:
             log.exception("call %s: dialplan execution failed", self.call.uuid)
             self._hangup("dialplan_error")
@@ -291,12 +297,17 @@ class CallSession:
             offer = sdpmod.parse(body)
         except (sdpmod.SdpError, ValueError):
             self.s.b2bua.reject(self.call, 488, "Not Acceptable Here", cause="no-sdp")
-            raise asyncio.CancelledError from None
+            raise CallRefused("no usable SDP offer") from None
         reason = sdpmod.unacceptable_reason(offer)
         if reason is not None:
             self.s.b2bua.reject(self.call, 488, reason, cause="codec")
-            raise asyncio.CancelledError
-        port = await self.endpoint(self.a_leg)
+            raise CallRefused(reason)
+        try:
+            port = await self.endpoint(self.a_leg)
+        except PortPoolExhausted:
+            log.warning("call %s: no RTP port free, refusing it with 503", self.call.uuid)
+            self.s.b2bua.reject(self.call, 503, "Service Unavailable", cause="no-media-port")
+            raise CallRefused("RTP port pool exhausted") from None
         answer, neg = sdpmod.answer(offer, self.s.media_address, port, session_id=int(time.time()))
         await self.s.media.set_remote(self.a_leg, neg)
         self.s.b2bua.answer_local(self.call, bytes(answer))
@@ -338,7 +349,11 @@ class CallSession:
     async def originate(self, leg: str, targets: list[Target], timeout: float,
                         from_user: str | None = None) -> tuple[OutLeg | None, int]:
         """Ring targets from a new media leg; on answer its media is set up (not yet bridged)."""
-        port = await self.endpoint(leg)
+        try:
+            port = await self.endpoint(leg)
+        except PortPoolExhausted:
+            log.warning("call %s: no RTP port free for %s", self.call.uuid, leg)
+            return None, 503
         offer = sdpmod.offer(self.s.media_address, port, session_id=int(time.time()))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[OutLeg | None, int, bytes]] = loop.create_future()
