@@ -221,3 +221,19 @@ async def test_a_call_that_finds_no_free_rtp_port_is_refused_with_503_and_the_no
         assert second.returncode == 0 and second.successful == 1, second.explain()
         first.kill()
         await first.wait()
+
+
+async def test_a_call_whose_rtp_stops_is_hung_up_by_the_switch(tmp_path):
+    require_sipp()
+    path = write_node(tmp_path, ["2001"], ["3001"])
+    path.write_text(path.read_text().replace("  address: 127.0.0.1\n", "  address: 127.0.0.1\n  rtp_timeout: 1.5\n"))
+    config = load_config(path)
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        # SIPp sends no audio: waiting in the IVR, the caller looks dead after 1.5 s of silence.
+        caller = await run_sipp("uac_feature.xml", node.address("udp"), service="700", timeout=20,
+                                inf=write_users_inf(tmp_path / "c.csv", [("3001", "pw-3001")], DOMAIN))
+        assert caller.returncode == 0 and caller.successful == 1, caller.explain()  # it got the BYE
+        (cdr,) = await wait_for_cdrs(events)
+        assert cdr.hangup_cause == "rtp_timeout" and cdr.hangup_side == "system"
