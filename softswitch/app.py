@@ -125,8 +125,9 @@ class Node:
             b2bua=self.b2bua, media=self.media, tts=self.tts, publish=self.bus.publish,
             lookup_user=self.targets_of, prompts_dir=media.prompts_dir,
             voicemail_dir=media.recordings_dir / "voicemail", centre=self.centre, media_address=media.address,
-            lookup_external=self._external_target,
+            lookup_external=self._external_target, hold_music=hold_music,
         )
+        self.sessions.park_code = config.features.park
         self.centre.services = self.sessions
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,

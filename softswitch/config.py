@@ -249,6 +249,10 @@ class FeatureCodes(_Strict):
     listen: str = Field("*31", pattern=r"^[*#0-9]{2,8}$")
     whisper: str = Field("*32", pattern=r"^[*#0-9]{2,8}$")
     barge: str = Field("*33", pattern=r"^[*#0-9]{2,8}$")
+    park: str = Field("*70", pattern=r"^[*#0-9]{2,8}$",
+                      description="transfer a call to this code + a slot (e.g. *701) to park it there")
+    retrieve: str = Field("*71", pattern=r"^[*#0-9]{2,8}$",
+                          description="dial this code + the slot (e.g. *711) from any phone to take a parked call")
 
     @model_validator(mode="after")
     def _distinct(self) -> FeatureCodes:

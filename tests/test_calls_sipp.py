@@ -245,3 +245,28 @@ async def test_sequential_ring_group_rings_the_next_member_when_the_first_is_bus
         cdr = the_cdr(events)
         assert cdr.disposition == "answered" and [leg[2] for leg in cdr.legs] == ["3001", "2001", "2002"]
         assert cdr.agent == "2002"
+
+
+async def test_a_parked_call_is_retrieved_from_another_phone_by_its_slot(tmp_path):
+    from softswitch.config import load_config
+    from tests.test_queue_sipp import register_agent, write_node
+
+    config = load_config(write_node(tmp_path, ["2001", "2002"], ["3001"]))
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        b_port = await register_agent(node, tmp_path, "2001")
+        parker = await start_sipp("uas_answer_refer.xml", None, port=b_port, calls=1, timeout=30,
+                                  extra=["-key", "refer_to", "*701"])  # park in slot 1
+        await asyncio.sleep(0.3)
+        inf = write_users_inf(tmp_path / "caller.csv", [("3001", "pw-3001")], DOMAIN)
+        caller = await start_sipp("uac_call_long.xml", node.address("udp"), inf=inf, service="800", timeout=30)
+        assert (await parker.wait()).successful == 1  # 202, NOTIFY, then hung up by the switch
+        assert "1" in node.sessions.parked
+        retriever_inf = write_users_inf(tmp_path / "retriever.csv", [("2002", "pw-2002")], DOMAIN)
+        retriever = await run_sipp("uac_feature.xml", node.address("udp"), inf=retriever_inf, service="*711",
+                                   timeout=30)  # connected until the parked caller hangs up
+        assert retriever.returncode == 0 and retriever.successful == 1, retriever.explain()
+        first = await caller.wait()
+        assert first.returncode == 0 and first.successful == 1, first.explain()
+        assert not node.sessions.parked and len(node.b2bua) == 0

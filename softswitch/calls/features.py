@@ -28,6 +28,8 @@ SAID = {
     "login": "ログインしました。", "logout": "ログアウトしました。", "pause": "離席中にしました。",
     "ready": "受付可能にしました。", "not-an-agent": "この内線はエージェントとして登録されていません。",
     "not-logged-in": "先にログインしてください。", "no-call": "そのエージェントは通話中ではありません。",
+    "nothing-parked": "その番号に保留中の通話はありません。",
+    "park-by-transfer": "通話を転送して、駐車番号を指定してください。",
 }
 
 
@@ -53,7 +55,11 @@ class FeatureCall(CallSession):
         try:
             await self.answer()
             user = self.call.caller
-            if self.feature in AGENT_ACTIONS:
+            if self.feature == "retrieve":
+                await self._retrieve(self.argument)
+            elif self.feature == "park":
+                await self.say(SAID["park-by-transfer"])
+            elif self.feature in AGENT_ACTIONS:
                 action = AGENT_ACTIONS[self.feature]
                 problem = self.centre.agent_action(user, action, reason="phone")
                 log.info("feature %s by %s: %s", self.feature, user, problem or "done")
@@ -72,6 +78,22 @@ class FeatureCall(CallSession):
     async def say(self, text: str) -> None:
         path = await self.s.tts.render(text, lang="ja")
         await self._play(path, False)
+
+    async def _retrieve(self, slot: str) -> None:
+        """Take the call parked in a slot: the two callers talk until one of them hangs up."""
+        parked = self.s.parked.pop(slot, None)
+        if parked is None or parked.ended.is_set():
+            await self.say(SAID["nothing-parked"])
+            return
+        log.info("%s retrieves the call parked in slot %s", self.call.caller, slot)
+        await self.s.media.stop(parked.a_leg)
+        await self.s.media.bridge(parked.a_leg, self.a_leg)
+        waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(parked.ended.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if not parked.ended.is_set():
+            parked._hangup("normal_clearing")
 
     async def _supervise(self, mode: str, agent: str) -> None:
         target = self.centre.session_of_agent(agent)

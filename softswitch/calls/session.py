@@ -60,19 +60,23 @@ class SessionServices:
     def __init__(self, *, b2bua: B2BUA, media: MediaBackend, tts: TtsRenderer, publish: Callable[[Event], None],
                  lookup_user: Callable[[str], list[Target]], prompts_dir: Path, voicemail_dir: Path,
                  centre: Any = None, media_address: str = "127.0.0.1",
-                 lookup_external: Callable[[str, str, str | None], Target | None] | None = None) -> None:
+                 lookup_external: Callable[[str, str, str | None], Target | None] | None = None,
+                 hold_music: Callable[[], np.ndarray] | None = None) -> None:
         self.b2bua = b2bua
         self.media = media
         self.tts = tts
         self.publish = publish
         self.lookup_user = lookup_user
         self.lookup_external = lookup_external
+        self.hold_music = hold_music
         self.prompts_dir = prompts_dir
         self.voicemail_dir = voicemail_dir
         self.centre = centre
         self.media_address = media_address
         self.sessions: dict[str, CallSession] = {}
         self._turns: dict[tuple[str, ...], int] = {}  # round-robin ring groups: who starts next
+        self.parked: dict[str, CallSession] = {}  # park slot -> the call waiting there
+        self.park_code: str | None = None  # REFER to this code + a slot parks the call
         self._unsubscribe = media.on_dtmf(self._on_dtmf)
         self._unsubscribe_timeout = media.on_timeout(self._on_rtp_timeout)
 
@@ -120,6 +124,7 @@ class CallSession:
         self.record_wanted = False
         self.legs: set[str] = set()
         self.task: asyncio.Task[None] | None = None
+        self.parked_slot: str | None = None
         self.on_cleanup: list[Callable[[], Awaitable[None] | None]] = []
         self._ports: dict[str, int] = {}
 
@@ -142,12 +147,16 @@ class CallSession:
         return bytes(answer)
 
     def on_refer(self, call: Call, refer_to: str) -> bool:
-        """Blind transfer by the connected party: ring the target, then bridge the caller to it."""
+        """Blind transfer by the connected party: ring the target, then bridge the caller to it;
+        a transfer to the park code + a slot parks the caller there instead."""
         try:
             uri = parse_name_addr(refer_to).uri
         except SipParseError:
             return False
         user = getattr(uri, "user", None)
+        code = self.s.park_code
+        if user and code and user.startswith(code) and len(user) > len(code):
+            return self._park(user[len(code):])
         targets = self.s.lookup_user(user) if user else []
         if not targets and user and self.s.lookup_external is not None:
             found = self.s.lookup_external(user, self.call.caller, None)
@@ -156,6 +165,28 @@ class CallSession:
             return False
         asyncio.get_running_loop().create_task(self._transfer(targets))
         return True
+
+    def _park(self, slot: str) -> bool:
+        """Hold the caller in a park slot (music on hold) and hang up the one who parked them."""
+        if slot in self.s.parked or self.b_leg is None:
+            return False
+        self.s.parked[slot] = self
+        self.parked_slot = slot
+        asyncio.get_running_loop().create_task(self._parked(slot))
+        return True
+
+    async def _parked(self, slot: str) -> None:
+        old = self.b_leg
+        self.b_leg = None
+        self.s.b2bua.drop_leg(self.call)
+        if old is not None:
+            await self.release(old)
+        log.info("call %s parked in slot %s", self.call.uuid, slot)
+        if self.s.hold_music is not None:
+            await self.s.media.play(self.a_leg, self.s.hold_music(), loop=True)
+        await self.ended.wait()
+        if self.s.parked.get(slot) is self:
+            del self.s.parked[slot]
 
     async def _transfer(self, targets: list[Target]) -> None:
         old = self.b_leg
