@@ -249,6 +249,8 @@ class FeatureCodes(_Strict):
     listen: str = Field("*31", pattern=r"^[*#0-9]{2,8}$")
     whisper: str = Field("*32", pattern=r"^[*#0-9]{2,8}$")
     barge: str = Field("*33", pattern=r"^[*#0-9]{2,8}$")
+    pickup: str = Field("*8", pattern=r"^[*#0-9]{2,8}$",
+                        description="dial this code + an extension to answer a call ringing there")
     park: str = Field("*70", pattern=r"^[*#0-9]{2,8}$",
                       description="transfer a call to this code + a slot (e.g. *701) to park it there")
     retrieve: str = Field("*71", pattern=r"^[*#0-9]{2,8}$",

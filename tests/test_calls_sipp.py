@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from softswitch.events import CDR, CallAnswered, CallStarted
-from tests.nodes import DOMAIN, make_users, node_config, running_node, wait_for_cdrs
+from tests.nodes import DOMAIN, make_users, node_config, running_node, wait_for, wait_for_cdrs
 from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 
 pytestmark = pytest.mark.integration
@@ -270,3 +270,30 @@ async def test_a_parked_call_is_retrieved_from_another_phone_by_its_slot(tmp_pat
         first = await caller.wait()
         assert first.returncode == 0 and first.successful == 1, first.explain()
         assert not node.sessions.parked and len(node.b2bua) == 0
+
+
+async def test_a_call_ringing_at_one_extension_is_picked_up_from_another(tmp_path):
+    from softswitch.config import load_config
+    from tests.test_queue_sipp import register_agent, write_node
+
+    config = load_config(write_node(tmp_path, ["2001", "2002"], ["3001"]))
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        ringing_port = await register_agent(node, tmp_path, "2001")
+        ringing = await start_sipp("uas_ring_until_cancel.xml", None, port=ringing_port, calls=1, timeout=30)
+        await asyncio.sleep(0.3)
+        inf = write_users_inf(tmp_path / "caller.csv", [("3001", "pw-3001")], DOMAIN)
+        caller = await start_sipp("uac_call_long.xml", node.address("udp"), inf=inf, service="800", timeout=30)
+        assert await wait_for(lambda: "2001" in node.sessions.ringing)
+        picker_inf = write_users_inf(tmp_path / "picker.csv", [("2002", "pw-2002")], DOMAIN)
+        picker = await run_sipp("uac_feature.xml", node.address("udp"), inf=picker_inf, service="*82001",
+                                timeout=30)  # connected until the caller hangs up
+        assert picker.returncode == 0 and picker.successful == 1, picker.explain()
+        assert (await ringing.wait()).successful == 1  # the ringing phone was cancelled
+        first = await caller.wait()
+        assert first.returncode == 0 and first.successful == 1, first.explain()
+        cdrs = await wait_for_cdrs(events, 2)
+        picked = [c for c in cdrs if c.caller == "3001"][0]
+        assert picked.disposition == "answered" and picked.agent == "2002"
+        assert len(node.b2bua) == 0

@@ -29,6 +29,7 @@ SAID = {
     "ready": "受付可能にしました。", "not-an-agent": "この内線はエージェントとして登録されていません。",
     "not-logged-in": "先にログインしてください。", "no-call": "そのエージェントは通話中ではありません。",
     "nothing-parked": "その番号に保留中の通話はありません。",
+    "nothing-ringing": "その内線に着信中の通話はありません。",
     "park-by-transfer": "通話を転送して、駐車番号を指定してください。",
 }
 
@@ -57,6 +58,8 @@ class FeatureCall(CallSession):
             user = self.call.caller
             if self.feature == "retrieve":
                 await self._retrieve(self.argument)
+            elif self.feature == "pickup":
+                await self._pickup(self.argument)
             elif self.feature == "park":
                 await self.say(SAID["park-by-transfer"])
             elif self.feature in AGENT_ACTIONS:
@@ -78,6 +81,15 @@ class FeatureCall(CallSession):
     async def say(self, text: str) -> None:
         path = await self.s.tts.render(text, lang="ja")
         await self._play(path, False)
+
+    async def _pickup(self, extension: str) -> None:
+        """Answer a call ringing at another extension; this call then lasts as long as that one."""
+        ringing = self.s.ringing.get(extension)
+        if ringing is None or not ringing.pickup(self):
+            await self.say(SAID["nothing-ringing"])
+            return
+        log.info("%s picks up the call ringing at %s", self.call.caller, extension)
+        await self.ended.wait()
 
     async def _retrieve(self, slot: str) -> None:
         """Take the call parked in a slot: the two callers talk until one of them hangs up."""

@@ -76,6 +76,7 @@ class SessionServices:
         self.sessions: dict[str, CallSession] = {}
         self._turns: dict[tuple[str, ...], int] = {}  # round-robin ring groups: who starts next
         self.parked: dict[str, CallSession] = {}  # park slot -> the call waiting there
+        self.ringing: dict[str, CallSession] = {}  # user -> a call ringing their phones (for pickup)
         self.park_code: str | None = None  # REFER to this code + a slot parks the call
         self._unsubscribe = media.on_dtmf(self._on_dtmf)
         self._unsubscribe_timeout = media.on_timeout(self._on_rtp_timeout)
@@ -125,6 +126,8 @@ class CallSession:
         self.legs: set[str] = set()
         self.task: asyncio.Task[None] | None = None
         self.parked_slot: str | None = None
+        self._ringing: tuple[object, asyncio.Future[tuple[OutLeg | None, int, bytes]]] | None = None
+        self.picked_by: CallSession | None = None
         self.on_cleanup: list[Callable[[], Awaitable[None] | None]] = []
         self._ports: dict[str, int] = {}
 
@@ -395,11 +398,14 @@ class CallSession:
 
         attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done,
                                          from_user=from_user)
+        self._ringing = (attempt, fut)
         try:
             out, status, body = await fut
         except asyncio.CancelledError:
             self.s.b2bua.cancel_attempt(attempt)
             raise
+        finally:
+            self._ringing = None
         if out is None:
             await self.release(leg)
             return None, status
@@ -455,17 +461,58 @@ class CallSession:
         if not self.answered:
             self.s.b2bua.ring(self.call)
         status = 0
-        for targets in rounds:
-            if self.ended.is_set():
-                break
-            leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
-            out, status = await self.originate(leg, targets, cmd.timeout)
-            if out is not None:
-                await self.bridge(leg)
-                if cmd.strategy == "round_robin":
-                    self.s.answered_by(tuple(d.value for d in cmd.targets), out.target.user)
-                return c.DialResult(status="answered", answered_by=out.target.user)
+        out: OutLeg | None = None
+        leg = ""
+        users = [d.value for d in cmd.targets if d.kind == "user"]
+        for user in users:
+            self.s.ringing[user] = self
+        try:
+            for targets in rounds:
+                if self.ended.is_set():
+                    break
+                leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
+                out, status = await self.originate(leg, targets, cmd.timeout)
+                if self.picked_by is not None:
+                    return await self._picked_up(self.picked_by)
+                if out is not None:
+                    break
+        finally:
+            for user in users:
+                if self.s.ringing.get(user) is self:
+                    del self.s.ringing[user]
+        if out is not None:
+            await self.bridge(leg)
+            if cmd.strategy == "round_robin":
+                self.s.answered_by(tuple(d.value for d in cmd.targets), out.target.user)
+            return c.DialResult(status="answered", answered_by=out.target.user)
         return c.DialResult(status=DIAL_STATUS.get(status, "failed"))  # type: ignore[arg-type]
+
+    def pickup(self, picker: CallSession) -> bool:
+        """Another phone answers this call while it rings (call pickup); False if it no longer rings."""
+        if self._ringing is None or self.picked_by is not None:
+            return False
+        attempt, fut = self._ringing
+        self.picked_by = picker
+        self.s.b2bua.cancel_attempt(attempt)  # type: ignore[arg-type]
+        if not fut.done():
+            fut.set_result((None, 0, b""))
+        return True
+
+    async def _picked_up(self, picker: CallSession) -> c.DialResult:
+        """Connect the caller with the phone that picked the call up; either hanging up ends both."""
+        await self.bridge(picker.a_leg)
+        self.call.agent = picker.call.caller
+        asyncio.get_running_loop().create_task(self._hang_up_together(picker))
+        return c.DialResult(status="answered", answered_by=picker.call.caller)
+
+    async def _hang_up_together(self, other: CallSession) -> None:
+        waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(other.ended.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        for session in (self, other):
+            if not session.ended.is_set():
+                session._hangup("normal_clearing")
 
     async def _start_recording(self) -> None:
         if self.recording or not self.answered:
