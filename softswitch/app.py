@@ -111,7 +111,8 @@ class Node:
             idle_timeout=sip.tcp_idle_timeout,
             ssl_server=_server_ssl(config),
         )
-        self.b2bua = B2BUA(self, publish=self.bus.publish, t1=sip.t1, t2=sip.t2)
+        self.b2bua = B2BUA(self, publish=self.bus.publish, t1=sip.t1, t2=sip.t2,
+                           session_expires=sip.session_expires)
         self.trunks = Trunks(self, config, publish=self.bus.publish)
         media = config.media
         self.media = LocalMediaBackend(media.address, (media.rtp_ports.start, media.rtp_ports.end),

@@ -128,6 +128,8 @@ class SipSettings(_Strict):
     t1: float = Field(0.5, gt=0)
     t2: float = Field(4.0, gt=0)
     t4: float = Field(5.0, gt=0)
+    session_expires: float = Field(1800.0, gt=0, description="RFC 4028 session interval the node asks for "
+                                   "on calls it answers; it refreshes them at half of it")
     min_expires: int = Field(60, ge=1)
     max_expires: int = Field(7200, ge=1)
     default_expires: int = Field(3600, ge=1)

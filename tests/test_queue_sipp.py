@@ -237,3 +237,20 @@ async def test_a_call_whose_rtp_stops_is_hung_up_by_the_switch(tmp_path):
         assert caller.returncode == 0 and caller.successful == 1, caller.explain()  # it got the BYE
         (cdr,) = await wait_for_cdrs(events)
         assert cdr.hangup_cause == "rtp_timeout" and cdr.hangup_side == "system"
+
+
+async def test_session_timer_refreshes_the_call_and_ends_it_when_the_caller_has_vanished(tmp_path):
+    require_sipp()
+    path = write_node(tmp_path, ["2001"], ["3001"])
+    # Short SIP timers, so the unanswered refresh fails in 64*T1 = 3.2 s rather than 32 s.
+    path.write_text(path.read_text().replace("sip:\n", "sip:\n  t1: 0.05\n  session_expires: 2\n", 1))
+    config = load_config(path)
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        caller = await run_sipp("uac_session_timer.xml", node.address("udp"), service="700", timeout=20,
+                                inf=write_users_inf(tmp_path / "c.csv", [("3001", "pw-3001")], DOMAIN))
+        assert caller.returncode == 0 and caller.successful == 1, caller.explain()  # one refresh answered
+        (cdr,) = await wait_for_cdrs(events, timeout=10)
+        assert cdr.hangup_cause == "session_timeout" and cdr.hangup_side == "system"
+        assert len(node.b2bua) == 0

@@ -162,6 +162,7 @@ class B2BUA:
         no_answer_timeout: float = 60.0,
         t1: float = 0.5,
         t2: float = 4.0,
+        session_expires: float = 1800.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sip = sip
@@ -169,6 +170,7 @@ class B2BUA:
         self.no_answer_timeout = no_answer_timeout
         self.t1 = t1
         self.t2 = t2
+        self.session_expires = session_expires
         self.clock = clock
         self.calls: dict[str, Call] = {}
         # (call_id, local_tag) -> (call, side) for in-dialog routing of both legs.
@@ -445,6 +447,13 @@ class B2BUA:
         ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
         ok.headers.add("Content-Type", "application/sdp")
         ok.body = sdp
+        interval = self._session_interval(a)
+        if interval is not None:
+            # RFC 4028: the switch refreshes the session itself (refresher=uas) and ends it when a
+            # refresh goes unanswered, so a caller that vanished does not stay up for ever.
+            ok.headers.add("Session-Expires", f"{int(interval)};refresher=uas")
+            if "timer" in {t.lower() for t in a.headers.get_all("Supported")}:
+                ok.headers.add("Require", "timer")
         call.a.answer = ok
         call.a.dialog = Dialog.as_uas(a, call.a.tag)
         call.a.dialog.confirm()
@@ -453,7 +462,55 @@ class B2BUA:
         call.answer = self.clock()
         self.sip.respond(ok)
         self._retransmit_2xx(call, self.t1)
+        if interval is not None:
+            self._schedule_refresh(call, interval)
         self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by="switch"))
+
+    def _session_interval(self, invite: Request) -> float | None:
+        """The session interval for a call we answer: the caller's Session-Expires if it asked
+        (never below its Min-SE), else ours; None when session timers are off."""
+        if self.session_expires <= 0:
+            return None
+        interval = self.session_expires
+        asked = invite.headers.get("Session-Expires")
+        if asked:
+            try:
+                interval = min(interval, float(asked.split(";", 1)[0].strip()))
+            except ValueError:
+                pass
+        min_se = invite.headers.get("Min-SE")
+        if min_se:
+            try:
+                interval = max(interval, float(min_se.split(";", 1)[0].strip()))
+            except ValueError:
+                pass
+        return interval
+
+    def _schedule_refresh(self, call: Call, interval: float) -> None:
+        """Refresh the caller's side at half the interval with an UPDATE (no SDP change)."""
+
+        def refresh() -> None:
+            if call.state != "answered" or call.a.dialog is None:
+                return
+            dest = call.a.source
+            update = call.a.dialog.request(
+                "UPDATE", via=self.sip.via(dest), contact=self.sip.contact(call.callee, dest),
+                headers=[("Session-Expires", f"{int(interval)};refresher=uas"), ("Supported", "timer")])
+
+            def answered(resp: Response) -> None:
+                if resp.status < 200 or call.state != "answered":
+                    return
+                # No answer (408, also our own transaction timeout) or no such dialog (481): the
+                # caller is gone. A phone that merely refuses UPDATE (405/501) is left alone.
+                if resp.status in (408, 481):
+                    log.info("call %s: session refresh answered %d, ending the call", call.uuid, resp.status)
+                    self._hangup_both(call, "session_timeout", "system")
+                    return
+                self._schedule_refresh(call, interval)
+
+            self.sip.send_request(update, dest, answered)
+
+        call.pending["refresh"] = ("timer", self.sip.call_later(interval / 2, refresh))
 
     def ring(self, call: Call) -> None:
         """Tell a caller not yet answered that the far end is ringing (180)."""
@@ -810,6 +867,9 @@ class B2BUA:
         call.cause, call.side = cause, side
         if call.no_answer_cancel is not None:
             call.no_answer_cancel()
+        refresh = call.pending.pop("refresh", None)
+        if refresh is not None:
+            refresh[1]()  # type: ignore[operator]
         if call.a.retransmit_cancel is not None and call.a.acked:
             call.a.retransmit_cancel()
         if call.a.retransmit_cancel is not None and not call.a.acked and call.answer is not None:
