@@ -68,9 +68,10 @@ log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INFO"
 #: How long SIGTERM waits for calls in progress before hanging them up.
 SHUTDOWN_GRACE = 30.0
-#: Option tags we implement, for Require (420) and Supported. Reliable provisionals (100rel),
-#: session timers (timer) and Replaces are not implemented yet, so they are not claimed.
-SUPPORTED: frozenset[str] = frozenset()
+#: Option tags we implement, for Require (420) and Supported. Session timers are run by the switch on
+#: calls it answers and passed end to end on relayed ones; reliable provisionals (100rel) and
+#: Replaces are not implemented yet, so they are not claimed.
+SUPPORTED: frozenset[str] = frozenset({"timer"})
 
 RequestHandler = Callable[[Request, Addr], None]
 
