@@ -297,3 +297,11 @@ async def test_a_call_ringing_at_one_extension_is_picked_up_from_another(tmp_pat
         picked = [c for c in cdrs if c.caller == "3001"][0]
         assert picked.disposition == "answered" and picked.agent == "2002"
         assert len(node.b2bua) == 0
+
+
+async def test_a_callee_sending_reliable_provisionals_gets_its_prack(tmp_path):
+    users = make_users(2)
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events = await call_through(node, tmp_path, caller_scenario="uac_call.xml",
+                                    callee_scenarios=["uas_answer_100rel.xml"], users=users)
+        assert the_cdr(events).disposition == "answered"

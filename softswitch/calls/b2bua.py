@@ -68,6 +68,7 @@ class OutLeg:
     status: int = 0
     cancelled: bool = False
     done: bool = False
+    rseq: int = 0  # the last reliable provisional acknowledged with PRACK (RFC 3262)
 
 
 @dataclass(slots=True)
@@ -236,7 +237,8 @@ class B2BUA:
         h.add("Call-ID", new_call_id())
         h.add("CSeq", "1 INVITE")
         h.add("Contact", self.sip.contact(call.caller, target.dest))
-        h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO")
+        h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK")
+        h.add("Supported", "100rel, timer")
         if call.local:
             if body:
                 h.add("Content-Type", "application/sdp")
@@ -266,6 +268,29 @@ class B2BUA:
 
     # -- responses from callee legs ---------------------------------------------------------
 
+    def _prack(self, leg: OutLeg, resp: Response) -> bool:
+        """Acknowledge a reliable provisional response on an outbound leg (RFC 3262) with PRACK,
+        once per RSeq: the callee keeps resending it until then and may give up the call.
+        True when the response is a retransmission already acknowledged (not to be relayed)."""
+        if "100rel" not in {t.lower() for t in resp.headers.get_all("Require")}:
+            return False
+        try:
+            rseq = int((resp.headers.get("RSeq") or "").strip())
+        except ValueError:
+            return False
+        if rseq <= leg.rseq:
+            return True
+        if not resp.to.tag:
+            return False
+        leg.rseq = rseq
+        if leg.dialog is None:
+            leg.dialog = Dialog.as_uac(leg.invite, resp)
+        dest = leg.target.dest
+        prack = leg.dialog.request("PRACK", via=self.sip.via(dest),
+                                   headers=[("RAck", f"{rseq} {leg.invite.cseq[0]} INVITE")])
+        self.sip.send_request(prack, dest, lambda r: None)
+        return False
+
     def _on_leg_response(self, call: Call, leg: OutLeg, resp: Response) -> None:
         status = resp.status
         if status in (401, 407) and leg.target.authorize is not None and not leg.cancelled and not leg.done:
@@ -282,6 +307,8 @@ class B2BUA:
 
                 self.sip.call_later(0.0, resend)
                 return
+        if 100 < status < 200 and self._prack(leg, resp):
+            return
         if call.local:
             self._on_attempt_response(call, leg, resp)
             return
