@@ -63,6 +63,24 @@ def missing_tools() -> list[str]:
     return [t for t in ("baresip", "unshare", "ip") if shutil.which(t) is None]
 
 
+def require_baresip() -> None:
+    """Skip (or, under CI, fail) when baresip or a private network namespace is not available."""
+    import pytest
+
+    missing = missing_tools()
+    reason = ""
+    if missing:
+        reason = f"{', '.join(missing)} not installed (Debian packages baresip, util-linux, iproute2)"
+    else:
+        probe = subprocess.run([*unshare_command(), "true"], capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            reason = f"cannot create a network namespace ({' '.join(unshare_command())}): {probe.stderr.strip()}"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason + "; scripts/bootstrap.sh installs baresip")
+        pytest.skip(reason)
+
+
 def unshare_command() -> list[str]:
     """`unshare -n` as root; otherwise also a user namespace (`-r`) so that no privilege is needed."""
     return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-r", "-n"]

@@ -8,15 +8,13 @@ phones intact.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.baresip import missing_tools, run_scenario, unshare_command
+from tests.baresip import require_baresip, run_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -25,18 +23,7 @@ RATE = 8000
 
 @pytest.fixture(scope="module", autouse=True)
 def _baresip_and_namespaces() -> None:
-    missing = missing_tools()
-    reason = ""
-    if missing:
-        reason = f"{', '.join(missing)} not installed (Debian packages baresip, util-linux, iproute2)"
-    else:
-        probe = subprocess.run([*unshare_command(), "true"], capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            reason = f"cannot create a network namespace ({' '.join(unshare_command())}): {probe.stderr.strip()}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; scripts/bootstrap.sh installs baresip")
-        pytest.skip(reason)
+    require_baresip()
 
 
 def chirp(path: Path, f0: float, f1: float, seconds: float = 8.0) -> Path:

@@ -16,8 +16,6 @@ baresips whose microphone is a WAV file and which record what they hear) and che
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import wave
 from pathlib import Path
 
@@ -28,10 +26,9 @@ from media.dtmf import dtmf_tone
 from media.tts import TtsRenderer
 from tests.baresip import (
     TTS_PROMPT,
-    missing_tools,
+    require_baresip,
     run_media_scenario,
     strip_telephone_event,
-    unshare_command,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,18 +38,7 @@ RATE = 8000
 
 @pytest.fixture(scope="module", autouse=True)
 def _baresip_and_namespaces() -> None:
-    missing = missing_tools()
-    reason = ""
-    if missing:
-        reason = f"{', '.join(missing)} not installed (Debian packages baresip, util-linux, iproute2)"
-    else:
-        probe = subprocess.run([*unshare_command(), "true"], capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            reason = f"cannot create a network namespace ({' '.join(unshare_command())}): {probe.stderr.strip()}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; scripts/bootstrap.sh installs baresip")
-        pytest.skip(reason)
+    require_baresip()
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:
