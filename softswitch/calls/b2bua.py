@@ -818,14 +818,16 @@ class B2BUA:
 
     def _relay_request(self, call: Call, side: str, req: Request, other: Dialog, dest: Addr) -> None:
         headers = [(n, v) for n in RELAYED if (v := req.headers.get(n)) is not None]
-        contact_user = call.callee if side == "a" else call.caller
-        out = other.request(req.method, via=self.sip.via(dest), contact=self.sip.contact(contact_user, dest),
+        # We stand for the requester towards the far side, and for the far side towards the requester.
+        far_user, contact_user = (call.caller, call.callee) if side == "a" else (call.callee, call.caller)
+        out = other.request(req.method, via=self.sip.via(dest), contact=self.sip.contact(far_user, dest),
                             body=req.body, headers=headers)
         for name in ("Refer-To", "Referred-By", "Replaces", "Event", "Subscription-State", "RAck", "Info-Package"):
             v = req.headers.get(name)
             if v is not None:
                 out.headers.add(name, v)
-        other_side = "b" if side == "a" else "a"
+        # Where the requester is: our Contact in the answer must be reachable from there.
+        near = call.a.source if side == "a" else (call.b.target.dest if call.b else dest)
 
         def on_response(resp: Response) -> None:
             if resp.status == 100:
@@ -841,16 +843,12 @@ class B2BUA:
                     back.headers.add(name, v)
             if req.method in ("INVITE", "UPDATE") and 200 <= resp.status < 300:
                 other.refresh_target(resp)
-                mine = call.a.dialog if side == "a" else (call.b.dialog if call.b else None)
-                src = call.a.source if side == "a" else dest
-                back.headers.add("Contact", self.sip.contact(contact_user, src))
-                del mine
+                back.headers.add("Contact", self.sip.contact(contact_user, near))
             if req.method == "INVITE" and 200 <= resp.status < 300:
                 # Acknowledge the far side when the near side acknowledges us (it may carry SDP).
                 call.pending[f"ack-{side}"] = ("ack", (other, out.cseq[0], dest))
             self.sip.respond(back)
 
-        del other_side
         self.sip.send_request(out, dest, on_response)
 
     # -- teardown ----------------------------------------------------------------------------
