@@ -895,10 +895,8 @@ class B2BUA:
         refresh = call.pending.pop("refresh", None)
         if refresh is not None:
             refresh[1]()  # type: ignore[operator]
-        if call.a.retransmit_cancel is not None and call.a.acked:
-            call.a.retransmit_cancel()
-        if call.a.retransmit_cancel is not None and not call.a.acked and call.answer is not None:
-            call.a.retransmit_cancel()
+        if call.a.retransmit_cancel is not None:
+            call.a.retransmit_cancel()  # no more 2xx retransmissions once the call is over
         for attempt in call.attempts:
             self.cancel_attempt(attempt)
         self.calls.pop(call.uuid, None)
