@@ -187,8 +187,11 @@ class Node:
         try:
             for reg in await self.store.load_registrations(time.time()):
                 self.registrar.restore(reg.aor, reg.contact, reg.expires_at, reg.source, reg.user_agent)
+            # Who handled whom before a restart: returning callers still reach their agent.
+            self.centre.engine.affinity.load(await self.store.load_affinity())
         except StoreUnavailable as exc:
-            log.error("database unavailable (%s): registrations not restored; events spool to %s", exc, spool)
+            log.error("database unavailable (%s): registrations and affinity not restored; events spool to %s",
+                      exc, spool)
         self.writer = StoreWriter(self.bus, self.store, spool)
         await self.writer.start()
 

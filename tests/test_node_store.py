@@ -79,3 +79,21 @@ async def test_an_agent_registered_before_a_restart_is_available_after_it(tmp_pa
         assert node.centre.engine.agent_state("2001").value == "available"
     async with running_node(config) as node:
         assert node.centre.engine.agent_state("2001").value == "available"
+
+
+async def test_who_handled_a_caller_is_remembered_across_a_restart(tmp_path, database):
+    import time as _time
+
+    from softswitch.events import CDR
+
+    directory = {"users": [{"id": "2001", "password": "pw-2001", "agent": {"skills": {"support": 5}}}]}
+    config = node_config(tmp_path, directory=directory, database=database)
+    now = _time.time()
+    async with running_node(config) as node:
+        node.bus.publish(CDR(ts=now, call_uuid="handled-1", caller="0312345678", callee="700", start=now - 60,
+                             answer=now - 50, end=now, disposition="answered", hangup_cause="normal",
+                             hangup_side="caller", queue="support", agent="2001"))
+        assert node.writer is not None
+        await node.writer.drain()
+    async with running_node(config) as node:
+        assert node.centre.engine.affinity.recent("0312345678", _time.time()) == ["2001"]
