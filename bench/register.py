@@ -12,7 +12,6 @@ CPU use, and at the end the highest sustained rate and the node's peak memory.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -23,37 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.calls import cpu_seconds, write_config  # noqa: E402  the node config both benches use
 from tests.peers import SCENARIOS, free_port, write_users_inf  # noqa: E402
 
 USERS = 5000
 DOMAIN = "bench.local"
-
-
-def write_config(tmp: Path, port: int) -> Path:
-    lines = [
-        "sip:",
-        f"  listen: ['udp://127.0.0.1:{port}']",
-        f"  domain: {DOMAIN}",
-        "security:",
-        "  rate_limit: 1000000",
-        "  rate_burst: 1000000",
-        "  auth_fail_limit: 1000000",
-        "  digest_algorithms: [MD5]",
-        f"database: 'sqlite:///{tmp / 'bench.db'}'",
-        f"api: {{listen: '127.0.0.1:{free_port()}'}}",
-        "directory:",
-        "  users:",
-    ]
-    lines += [f"    - {{id: 'b{i:05d}', password: 'pw{i:05d}'}}" for i in range(USERS)]
-    path = tmp / "node.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -142,7 +115,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()
-        config = write_config(tmp, port)
+        config = write_config(tmp, port, [(f"b{i:05d}", f"pw{i:05d}") for i in range(USERS)])
         inf = write_users_inf(tmp / "users.csv", [(f"b{i:05d}", f"pw{i:05d}") for i in range(USERS)], DOMAIN)
         node = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, "-m", "softswitch.cli", "run", "--config", str(config),
