@@ -187,6 +187,28 @@ class RecordingSaved(Event):
     channels: int = 2
 
 
+@register_event
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignAttempt(Event):
+    """One outbound dial of a campaign record and how it ended.
+
+    result: connected (answered and bridged to an agent), abandoned (answered, no agent in time),
+    busy, no_answer, rejected, unreachable, or skipped (a preview the agent passed over)."""
+
+    kind: ClassVar[str] = "campaign_attempt"
+    campaign: str
+    record_id: str
+    attempt: int
+    number: str
+    result: str
+    customer_id: str = ""
+    agent: str = ""
+    call_uuid: str = ""
+    started: float = 0.0
+    answered: float | None = None
+    ended: float | None = None
+
+
 Subscriber = Callable[[Event], Any]
 
 
