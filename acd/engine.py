@@ -368,11 +368,17 @@ class AcdEngine:
         number: str = "",
         customer_id: str = "",
         join_time: float | None = None,
+        prefer: str | None = None,
+        prefer_wait: float = 0.0,
+        callback_number: str | None = None,
     ) -> list[Decision]:
         """A caller enters `queue`. `customer_id` (from a CRM lookup) or `number` keys affinity.
 
         `join_time` (default `now`) lets a caller who already waited elsewhere (an IVR, a transfer
-        from another queue) keep that wait for ordering and statistics."""
+        from another queue) keep that wait for ordering and statistics. `prefer` names an agent to
+        offer the caller to first (a scheduled callback goes to the agent who booked it), waited for
+        up to `prefer_wait` seconds while that agent is logged in but busy. `callback_number` makes
+        the caller a callback from the start (nobody on the line: offers ring the agent first)."""
         if caller in self._callers:
             raise ValueError(f"caller {caller} is already queued")
         q = self._queues[queue]
@@ -384,6 +390,7 @@ class AcdEngine:
         c.number = number
         c.customer_id = customer_id
         c.key = key
+        c.callback_number = callback_number
         left = self._left.pop(key, None) if key else None
         rejoined = left is not None and left.expires >= now and left.caller.queue == queue
         if rejoined:
@@ -412,6 +419,14 @@ class AcdEngine:
             self.stats.offered(queue, now)
         self._callers[caller] = c
         self._insert(c)
+        if prefer is not None and not rejoined:
+            key = c.key = key or caller
+            self.affinity.record_handler(key, prefer, now)
+            a = self._agents.get(prefer)
+            if (prefer_wait > 0 and a is not None and prefer in q.members and a.state is not AgentState.OFFLINE
+                    and not self._eligible(a, c, now)):
+                c.preferred = prefer
+                c.aff_until = now + prefer_wait
         if c.preferred is not None and c.aff_until > now:
             self._await(c, c.preferred)
             self._push(c.aff_until, _AFF, caller, c.gen)

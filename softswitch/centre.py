@@ -97,6 +97,7 @@ class Waiting:
     connected: str = ""
     moh: object | None = None
     joined: float = field(default_factory=time.time)
+    variables: dict[str, str] = field(default_factory=dict)  # shown on the agent's screen pop
 
 
 @dataclass
@@ -107,6 +108,8 @@ class Callback:
     queue: str
     customer_id: str = ""
     session: PlacedCall | None = None
+    reason: str = ""  # why the agent is called (shown on the screen pop)
+    on_done: Callable[[str], None] | None = None  # told "connected" or "no_answer" at the end
 
 
 CALLBACK_CONFIRM = "順番が来ましたら、こちらからお電話いたします。このままお切りください。"
@@ -153,13 +156,17 @@ class ContactCentre:
         decisions += self.engine.set_reachable(agent, reachable, now)
         self.apply(decisions)
 
-    async def enqueue(self, session: CallSession, cmd: c.EnqueueAcd) -> c.QueueResult:
-        """Put a call in a queue and wait until it is answered by an agent or leaves the queue."""
+    async def enqueue(self, session: CallSession, cmd: c.EnqueueAcd, *,
+                      assign_within: float | None = None) -> c.QueueResult:
+        """Put a call in a queue and wait until it is answered by an agent or leaves the queue.
+
+        With `assign_within`, a caller that no agent has been offered within that many seconds
+        leaves with outcome "timeout" (a predictive dialler's answered call finding nobody free)."""
         call = session.call
         if cmd.queue not in {q.name for q in self.config.queues}:
             return c.QueueResult(outcome="no_agents")
         loop = asyncio.get_running_loop()
-        w = Waiting(session=session, result=loop.create_future(), queue=cmd.queue)
+        w = Waiting(session=session, result=loop.create_future(), queue=cmd.queue, variables=dict(cmd.variables))
         if cmd.max_waiting is not None and self.engine.queue_status(cmd.queue, time.time()).get("waiting", 0) >= cmd.max_waiting:
             return c.QueueResult(outcome="full")
         self.waiting[call.uuid] = w
@@ -175,6 +182,7 @@ class ContactCentre:
         self.apply(decisions)
         key = self._callback_key(cmd.queue)
         watcher = asyncio.ensure_future(self._watch_callback_key(w, key)) if key else None
+        deadline = loop.call_later(assign_within, self._unassigned, w) if assign_within is not None else None
         try:
             if cmd.max_wait is not None:
                 return await asyncio.wait_for(asyncio.shield(w.result), cmd.max_wait)
@@ -189,9 +197,17 @@ class ContactCentre:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            if deadline is not None:
+                deadline.cancel()
             if not w.connected:
                 self.waiting.pop(call.uuid, None)
             session.on_cleanup.append(lambda: self._call_over(call.uuid))
+
+    def _unassigned(self, w: Waiting) -> None:
+        if w.offers or w.connected or w.result.done():
+            return
+        w.result.set_result(c.QueueResult(outcome="timeout"))
+        self._leave(w.session.call.uuid)
 
     def _leave(self, caller: str) -> None:
         w = self.waiting.pop(caller, None)
@@ -275,8 +291,31 @@ class ContactCentre:
         cc.call.queue = d.queue
         cc.call.agent = d.agent
         cc.call.customer_id = cb.customer_id
-        await cc.dial_customer(cb.number, from_user=d.queue)
+        reached = await cc.dial_customer(cb.number, from_user=d.queue)
         self.apply(self.engine.call_ended(d.caller, time.time()))
+        if cb.on_done is not None:
+            cb.on_done("connected" if reached else "no_answer")
+
+    def schedule_callback(self, key: str, number: str, queue: str, *, customer_id: str = "",
+                          agent: str | None = None, prefer_wait: float = 120.0, reason: str = "",
+                          on_done: Callable[[str], None] | None = None) -> str | None:
+        """A booked callback falls due: it joins `queue` as a callback (the agent's phone rings
+        first, then the customer is dialled), offered to `agent` first when they are logged in.
+        None when queued, else why not."""
+        if queue not in {q.name for q in self.config.queues}:
+            return "unknown-queue"
+        caller = f"callback-{key}"
+        if caller in self.callbacks or self.engine.caller_state(caller) is not None:
+            return "already-queued"
+        self.callbacks[caller] = Callback(number=number, queue=queue, customer_id=customer_id, reason=reason,
+                                          on_done=on_done)
+        now = time.time()
+        self.publish(QueueEvent(ts=now, queue=queue, call_uuid=caller, event="joined", caller=number,
+                                reason=reason or "scheduled callback"))
+        self.apply(self.engine.caller_joined(
+            caller, queue, now, number=number, customer_id=customer_id, callback_number=number,
+            prefer=agent if agent in self.agents else None, prefer_wait=prefer_wait))
+        return None
 
     # -- agents and supervisors (feature codes, API) -----------------------------------------
 

@@ -143,11 +143,17 @@ class NodeCentre:
         return result.ok, list(result.errors)
 
     def call_context(self, call_uuid: str) -> dict[str, Any] | None:
-        w = self.node.centre.waiting.get(call_uuid)
+        centre = self.node.centre
+        w = centre.waiting.get(call_uuid)
         if w is None:
-            return None
+            cb = centre.callbacks.get(call_uuid)
+            if cb is None:
+                return None
+            # Nobody is on the line yet: the screen pop says why the agent is being called.
+            return {"number": cb.number, "customer_id": cb.customer_id, "queue": cb.queue,
+                    "variables": {"reason": cb.reason or "callback"}}
         call = w.session.call
         interp = getattr(w.session, "interp", None)
-        variables = dict(getattr(interp, "variables", {}) or {})
+        variables = {**w.variables, **dict(getattr(interp, "variables", {}) or {})}
         return {"number": call.caller, "customer_id": call.customer_id, "queue": w.queue,
                 "variables": variables, "joined_at": w.joined}

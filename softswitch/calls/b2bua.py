@@ -573,7 +573,7 @@ class B2BUA:
 
     def originate_call(self, caller: str, callee: str, targets: list[Target], sdp: bytes, *, timeout: float,
                        observer: CallObserver, on_result: Callable[[OutLeg | None, int, bytes], None],
-                       domain: str = "localhost", call_uuid: str | None = None) -> Call:
+                       domain: str = "localhost", call_uuid: str | None = None, trunk: str = "") -> Call:
         """A call the switch places itself (queued callbacks, click-to-call): ring `targets`; the
         leg that answers becomes the call's first party, and more legs can then be originated."""
         first = targets[0]
@@ -583,7 +583,7 @@ class B2BUA:
             placeholder.headers.add(name, value)
         call = Call(uuid=call_uuid or uuid.uuid4().hex, caller=caller, callee=callee,
                     a=InLeg(invite=placeholder, source=first.dest, tag=new_tag()), start=self.clock(),
-                    local=True, observer=observer, state="ringing", placed=True)
+                    local=True, observer=observer, state="ringing", placed=True, trunk=trunk)
         self.calls[call.uuid] = call
         self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee))
 

@@ -612,8 +612,9 @@ class PlacedCall(CallSession):
 
     @classmethod
     async def ring(cls, services: SessionServices, number: str, user: str, targets: list[Target],
-                   timeout: float) -> tuple[PlacedCall | None, str]:
-        """Ring a user's phones showing `number`; (the call, "answered") or (None, a DialResult status)."""
+                   timeout: float, *, trunk: str = "") -> tuple[PlacedCall | None, str]:
+        """Ring a user's phones showing `number` (or, with `trunk`, a number outside through that
+        trunk); (the call, "answered") or (None, a DialResult status)."""
         call_uuid = uuid.uuid4().hex
         leg = f"{call_uuid}:a"
         port = (await services.media.allocate(leg)).port
@@ -628,7 +629,7 @@ class PlacedCall(CallSession):
 
         call = services.b2bua.originate_call(number, user, targets, bytes(offer), timeout=timeout,
                                              observer=DeferredObserver(lambda: holder[0]), on_result=done,
-                                             call_uuid=call_uuid)
+                                             call_uuid=call_uuid, trunk=trunk)
         cc = cls(services, call)
         holder.append(cc)
         cc.legs.add(leg)

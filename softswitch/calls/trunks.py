@@ -35,6 +35,7 @@ trunk's `caller_id` (else its `username`, else the caller's id), in the same for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import socket
@@ -96,6 +97,7 @@ class OutboundRoute:
     trunk: Trunk
     number: JapaneseNumber
     e164: bool  # send the E.164 form ('+81...') rather than the national form
+    caller_id: str = ""  # presented instead of the trunk's (an outbound campaign's own number)
 
     @property
     def dialled(self) -> str:
@@ -103,8 +105,9 @@ class OutboundRoute:
         return (self.number.e164 or self.number.national) if self.e164 else self.number.national
 
     def presented(self, caller: str) -> str:
-        """The caller ID presented to the carrier (trunk caller_id, else username, else caller)."""
-        cid = self.trunk.caller_id or self.trunk.username or caller
+        """The caller ID presented to the carrier (the route's, else the trunk's caller_id, else its
+        username, else the caller)."""
+        cid = self.caller_id or self.trunk.caller_id or self.trunk.username or caller
         try:
             number = parse(cid)
         except NumberError:
@@ -667,7 +670,8 @@ class Trunks:
         self.node.b2bua.start_call(req, source, caller, route.number.national, [target], trunk=route.trunk.name)
         return True
 
-    def target_for(self, dialled: str, caller: str, *, via: str | None = None) -> tuple[Target, OutboundRoute] | None:
+    def target_for(self, dialled: str, caller: str, *, via: str | None = None,
+                   caller_id: str = "") -> tuple[Target, OutboundRoute] | None:
         """The B2BUA target that calls an external number through its trunk (or trunk `via`),
         with the route; None when no trunk carries it. Raises TrunkUnavailable when the trunk
         is at `max_channels` or its host is not resolved yet.
@@ -677,6 +681,8 @@ class Trunks:
         route = self.router.route_number(dialled, via=via)
         if route is None:
             return None
+        if caller_id:
+            route = dataclasses.replace(route, caller_id=caller_id)
         trunk = route.trunk
         if self._full(trunk):
             raise TrunkUnavailable(f"trunk {trunk.name}: all {trunk.max_channels} channels in use")
