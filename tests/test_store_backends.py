@@ -16,6 +16,7 @@ from softswitch.events import (
     CallAnswered,
     CallEnded,
     CallStarted,
+    CampaignAttempt,
     Event,
     EventBus,
     QueueEvent,
@@ -34,7 +35,14 @@ from softswitch.store import (
 )
 from softswitch.store.postgres import PostgresStore
 from softswitch.store.schema import LATEST
-from softswitch.store.testing import pg_url, reset_schema, sample_call, sample_misc, temporary_database_sync
+from softswitch.store.testing import (
+    pg_url,
+    reset_schema,
+    sample_attempt,
+    sample_call,
+    sample_misc,
+    temporary_database_sync,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +124,7 @@ async def test_every_event_kind_lands_in_its_table(store: Store) -> None:
         RecordingSaved(ts=T0, call_uuid="u1", path="/r/u1.wav", duration=2.0, sha256="ab" * 32),
         AuthFailed(ts=T0, source="udp:203.0.113.9:5060", username="x", method="REGISTER", banned=True),
         RegistrationChanged(ts=T0, aor="sip:1@x", contact="sip:1@h", expires=60, source="udp:h:5060"),
+        sample_attempt(1, ts=T0),
     ]
     assert await store.write_events(evs) == len(evs)
     assert await store.count("event_log") == 3
@@ -123,6 +132,7 @@ async def test_every_event_kind_lands_in_its_table(store: Store) -> None:
     assert await store.count("recordings") == 1
     assert await store.count("security_events") == 1
     assert await store.count("registrations") == 1
+    assert await store.event_ids("campaign_attempts") == [evs[-1].id]
     assert sorted(await store.event_ids("event_log")) == sorted(e.id for e in evs[:3])
 
 
@@ -259,13 +269,17 @@ async def test_writer_stores_every_published_event_by_the_time_it_stops(store: S
     await writer.start()
     published = []
     for i in range(300):
-        for ev in sample_call(i, ts=T0 + i) + (sample_misc(i, ts=T0 + i) if i % 10 == 0 else []):
+        extra = [*sample_misc(i, ts=T0 + i), sample_attempt(i, ts=T0 + i)] if i % 10 == 0 else []
+        for ev in sample_call(i, ts=T0 + i) + extra:
             bus.publish(ev)
             published.append(ev)
     await writer.stop()
     cdr_ids = sorted(e.id for e in published if isinstance(e, CDR))
     assert await store.event_ids("cdrs") == cdr_ids
     assert await store.count("queue_events") == sum(isinstance(e, QueueEvent) for e in published)
+    assert await store.event_ids("campaign_attempts") == sorted(
+        e.id for e in published if isinstance(e, CampaignAttempt)
+    )
     assert writer.spooled == 0 and writer.written == len(published)
 
 
@@ -345,11 +359,14 @@ async def test_the_unnest_write_mode_stores_the_same_rows_once(pg_db: str, tmp_p
     try:
         await store.migrate()
         evs = [ev for i in range(30) for ev in sample_call(i, ts=T0 + i, caller="0311112222", agent="a1")]
-        evs += sample_misc(1, ts=T0)
+        evs += sample_misc(1, ts=T0) + [sample_attempt(i, ts=T0 + i) for i in range(5)]
         assert await store.write_events(evs) == len(evs)
         assert await store.write_events(evs) == 1  # only the registration upsert counts again
         assert await store.event_ids("cdrs") == sorted(e.id for e in evs if isinstance(e, CDR))
         assert await store.count("call_legs") == 60
+        assert await store.event_ids("campaign_attempts") == sorted(
+            e.id for e in evs if isinstance(e, CampaignAttempt)
+        )
         assert [(a.caller, a.count) for a in await store.load_affinity()] == [("0311112222", 30)]
     finally:
         await store.close()

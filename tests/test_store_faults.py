@@ -14,10 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from softswitch.events import CDR, AgentStateChanged, CallStarted, Event, EventBus, QueueEvent
+from softswitch.events import (
+    CDR,
+    AgentStateChanged,
+    CallStarted,
+    CampaignAttempt,
+    Event,
+    EventBus,
+    QueueEvent,
+)
 from softswitch.store import Store, StoreUnavailable, StoreWriter, open_store
 from softswitch.store.spool import Spool
-from softswitch.store.testing import Outage, pg_url, reset_schema, sample_call, temporary_database_sync
+from softswitch.store.testing import (
+    Outage,
+    pg_url,
+    reset_schema,
+    sample_attempt,
+    sample_call,
+    temporary_database_sync,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +66,7 @@ async def assert_exactly_once(store: Store, published: list[Event]) -> None:
         ("queue_events", QueueEvent),
         ("agent_states", AgentStateChanged),
         ("event_log", CallStarted),
+        ("campaign_attempts", CampaignAttempt),
     )
     for table, kind in kinds:
         want = sorted(e.id for e in published if isinstance(e, kind))
@@ -77,7 +93,8 @@ async def test_every_event_is_stored_exactly_once_across_repeated_postgres_outag
     async def stream() -> None:
         # A steady stream of calls; several callers repeat so affinity counts are exercised.
         for i in range(1500):
-            for ev in sample_call(i, ts=T0 + i, caller=f"03{i % 97:08d}", answered=i % 7 != 0):
+            evs = sample_call(i, ts=T0 + i, caller=f"03{i % 97:08d}", answered=i % 7 != 0)
+            for ev in evs + ([sample_attempt(i, ts=T0 + i)] if i % 3 == 0 else []):  # outbound dials too
                 bus.publish(ev)
                 published.append(ev)
             if i % 25 == 0:
@@ -116,7 +133,7 @@ async def test_a_new_writer_replays_the_spool_left_by_a_crashed_one(
         crashed = StoreWriter(bus, pg_store, spool_dir, batch_size=20, flush_interval=0.001, retry_interval=5)
         await crashed.start()
         for i in range(100):
-            for ev in sample_call(i, ts=T0 + i):
+            for ev in [*sample_call(i, ts=T0 + i), sample_attempt(i, ts=T0 + i)]:
                 bus.publish(ev)
                 published.append(ev)
         await crashed.drain(limit=10, spool_counts=True)

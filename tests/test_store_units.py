@@ -17,7 +17,7 @@ from softswitch.store.cli import db_main
 from softswitch.store.rows import split
 from softswitch.store.schema import LATEST
 from softswitch.store.spool import Spool
-from softswitch.store.testing import sample_call, sample_misc
+from softswitch.store.testing import sample_attempt, sample_call, sample_misc
 
 T0 = 1_790_000_000.0
 
@@ -40,7 +40,7 @@ def test_a_bad_database_url_is_a_store_error(url: str, tmp_path: Path) -> None:
 
 
 def test_event_json_is_the_json_of_to_dict_and_round_trips() -> None:
-    for ev in sample_call(7, ts=T0) + sample_misc(7, ts=T0):
+    for ev in sample_call(7, ts=T0) + sample_misc(7, ts=T0) + [sample_attempt(6, ts=T0)]:
         text = event_json(ev)
         assert json.loads(text) == json.loads(json.dumps(ev.to_dict()))
         assert Event.from_dict(json.loads(text)) == ev

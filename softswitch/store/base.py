@@ -28,7 +28,9 @@ class StoreUnavailable(StoreError):
 
 
 #: The CDR columns a CallRecord is read from, in its field order.
-CALL_COLUMNS = "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
+CALL_COLUMNS = (
+    "call_uuid, caller, callee, start_ts, answer_ts, end_ts, disposition, queue, agent, customer_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,76 @@ class Agent:
     user_id: str
     skills: dict[str, int] = field(default_factory=dict)
     enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """An outbound campaign: its dialling mode, queue, trunk, caller ID, schedule and settings.
+
+    schedule and settings are JSON objects (schedule: zone, weekly hours, closed days; settings:
+    max_attempts, retry_delays, abandon_ceiling, ...); state is draft, running, paused or finished.
+    """
+
+    id: str
+    name: str
+    mode: str
+    queue: str
+    trunk: str = ""
+    caller_id: str = ""
+    schedule: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    state: str = "draft"
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """One number of a campaign's call list, with its dialling progress.
+
+    `updated` orders writes: an update is applied only when it is newer than the stored row's.
+    """
+
+    campaign: str
+    id: str
+    number: str
+    customer_id: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    state: str = "pending"
+    attempts: int = 0
+    next_at: float = 0.0
+    last_result: str = ""
+    agent: str = ""
+    updated: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DncEntry:
+    """A number on the do-not-call list."""
+
+    number: str
+    reason: str = ""
+    added: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledCallback:
+    """A callback booked for a time: offered to `agent` first, then to `queue`.
+
+    state is pending, offered, done, failed or cancelled.
+    """
+
+    id: str
+    number: str
+    due: float
+    queue: str
+    agent: str = ""
+    customer_id: str = ""
+    note: str = ""
+    state: str = "pending"
+    created: float = 0.0
+    updated: float = 0.0
+    call_uuid: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +318,102 @@ class Store(abc.ABC):
     async def list_agents(self) -> list[Agent]:
         """Every managed agent, by id."""
 
+    # ---- outbound campaigns ----
+    @abc.abstractmethod
+    async def upsert_campaign(self, c: Campaign) -> None:
+        """Create or replace a campaign; an existing one keeps its `created` time.
+
+        `created` and `updated` of 0 mean now.
+        """
+
+    @abc.abstractmethod
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        """One campaign, or None."""
+
+    @abc.abstractmethod
+    async def list_campaigns(self) -> list[Campaign]:
+        """Every campaign, oldest first."""
+
+    @abc.abstractmethod
+    async def delete_campaign(self, campaign_id: str) -> bool:
+        """Delete a campaign and its call list (its attempts stay, as history); False when none."""
+
+    @abc.abstractmethod
+    async def add_campaign_records(self, campaign_id: str, records: Sequence[CampaignRecord]) -> int:
+        """Append records to a campaign's call list in one transaction; returns how many were new.
+
+        A record whose id the campaign already has (or that appeared earlier in `records`) is left as
+        it is. Raises StoreError when the campaign does not exist or a record names another campaign.
+        """
+
+    @abc.abstractmethod
+    async def campaign_records(
+        self,
+        campaign_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        due_before: float | None = None,
+    ) -> list[CampaignRecord]:
+        """A page of a campaign's records in import order, optionally only those in `state`
+        and those whose `next_at` is at or before `due_before`."""
+
+    @abc.abstractmethod
+    async def get_campaign_record(self, campaign_id: str, record_id: str) -> CampaignRecord | None:
+        """One record of a campaign, or None."""
+
+    @abc.abstractmethod
+    async def update_campaign_records(self, records: Sequence[CampaignRecord]) -> None:
+        """Store state, attempts, next_at, last_result, agent and updated of existing records in one
+        transaction; a record is changed only when its `updated` is newer than the stored one."""
+
+    @abc.abstractmethod
+    async def campaign_counts(self, campaign_id: str) -> dict[str, int]:
+        """How many of a campaign's records are in each state (states with none are absent)."""
+
+    @abc.abstractmethod
+    async def campaign_attempts(self, campaign_id: str, record_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored CampaignAttempt rows of a campaign (or one record), ordered by started, attempt.
+
+        Keys are the event's fields: id, ts, campaign, record_id, attempt, number, result,
+        customer_id, agent, call_uuid, started, answered, ended.
+        """
+
+    # ---- do-not-call list ----
+    @abc.abstractmethod
+    async def add_dnc(self, entries: Sequence[DncEntry]) -> int:
+        """Add numbers to the do-not-call list; one already there keeps its entry. Returns how many
+        were new. `added` of 0 means now."""
+
+    @abc.abstractmethod
+    async def remove_dnc(self, number: str) -> bool:
+        """Take a number off the list; False when it was not on it."""
+
+    @abc.abstractmethod
+    async def list_dnc(self) -> list[DncEntry]:
+        """The whole do-not-call list, by number."""
+
+    @abc.abstractmethod
+    async def dnc_contains(self, number: str) -> bool:
+        """Whether a number (compared exactly as stored) is on the do-not-call list."""
+
+    # ---- scheduled callbacks ----
+    @abc.abstractmethod
+    async def upsert_scheduled_callback(self, cb: ScheduledCallback) -> None:
+        """Create or replace a callback unless the stored one has a later `updated`; an existing
+        one keeps its `created` time. `created` and `updated` of 0 mean now."""
+
+    @abc.abstractmethod
+    async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
+        """One callback, or None."""
+
+    @abc.abstractmethod
+    async def scheduled_callbacks(
+        self, *, state: str | None = "pending", due_before: float | None = None
+    ) -> list[ScheduledCallback]:
+        """Callbacks in `state` (None: any) due at or before `due_before` (None: any time), by due."""
+
     # ---- inspection (tests, reports) ----
     @abc.abstractmethod
     async def count(self, table: str) -> int:
@@ -268,7 +436,24 @@ TABLES = (
     "security_events",
     "users",
     "agents",
+    "campaigns",
+    "campaign_records",
+    "campaign_attempts",
+    "dnc",
+    "scheduled_callbacks",
 )
+
+#: Columns a Campaign, CampaignRecord or ScheduledCallback is read from, in field order.
+CAMPAIGN_COLUMNS = "id, name, mode, queue, trunk, caller_id, schedule, settings, state, created, updated"
+RECORD_COLUMNS = (
+    "campaign, id, number, customer_id, fields, state, attempts, next_at, last_result, agent, updated"
+)
+CALLBACK_COLUMNS = "id, number, due, queue, agent, customer_id, note, state, created, updated, call_uuid"
+
+#: What an import stages per record: its position in the import, then the record's columns.
+ImportRow = tuple[int, str, str, str, str, str, int, float, str, str, float]
+#: What update_campaign_records writes per record, keyed by (campaign, id).
+UpdateRow = tuple[str, str, str, int, float, str, str, float]
 
 
 def check_table(table: str) -> str:
@@ -276,6 +461,78 @@ def check_table(table: str) -> str:
     if table not in TABLES:
         raise StoreError(f"unknown table {table!r}")
     return table
+
+
+def campaign_row(c: Campaign, now: float) -> tuple[Any, ...]:
+    """A campaign's columns in CAMPAIGN_COLUMNS order, its zero timestamps set to `now`."""
+    return (
+        c.id, c.name, c.mode, c.queue, c.trunk, c.caller_id, json_text(c.schedule),
+        json_text(c.settings), c.state, float(c.created or now), float(c.updated or now),
+    )  # fmt: skip
+
+
+def campaign_of(r: Sequence[Any]) -> Campaign:
+    """A Campaign from a row read with CAMPAIGN_COLUMNS."""
+    return Campaign(
+        r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]), r[8],
+        float(r[9]), float(r[10]),
+    )  # fmt: skip
+
+
+def record_of(r: Sequence[Any]) -> CampaignRecord:
+    """A CampaignRecord from a row read with RECORD_COLUMNS."""
+    return CampaignRecord(
+        r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], int(r[6]), float(r[7]), r[8], r[9], float(r[10])
+    )
+
+
+def callback_row(cb: ScheduledCallback, now: float) -> tuple[Any, ...]:
+    """A callback's columns in CALLBACK_COLUMNS order, its zero timestamps set to `now`."""
+    return (
+        cb.id, cb.number, float(cb.due), cb.queue, cb.agent, cb.customer_id, cb.note, cb.state,
+        float(cb.created or now), float(cb.updated or now), cb.call_uuid,
+    )  # fmt: skip
+
+
+def callback_of(r: Sequence[Any]) -> ScheduledCallback:
+    """A ScheduledCallback from a row read with CALLBACK_COLUMNS."""
+    return ScheduledCallback(
+        r[0], r[1], float(r[2]), r[3], r[4], r[5], r[6], r[7], float(r[8]), float(r[9]), r[10]
+    )
+
+
+def import_rows(campaign_id: str, records: Sequence[CampaignRecord]) -> list[ImportRow]:
+    """The rows an import stages: the first record of each id, numbered in the order given."""
+    out: list[ImportRow] = []
+    seen: set[str] = set()
+    for r in records:
+        if r.campaign and r.campaign != campaign_id:
+            raise StoreError(f"record {r.id!r} belongs to campaign {r.campaign!r}, not {campaign_id!r}")
+        if r.id in seen:
+            continue
+        seen.add(r.id)
+        out.append(
+            (
+                len(out) + 1, r.id, r.number, r.customer_id, json_text(r.fields), r.state,
+                int(r.attempts), float(r.next_at), r.last_result, r.agent, float(r.updated),
+            )
+        )  # fmt: skip
+    return out
+
+
+def update_rows(records: Sequence[CampaignRecord]) -> list[UpdateRow]:
+    """One row per (campaign, id), the newest by `updated`, sorted by key so concurrent batches
+    lock rows in the same order."""
+    newest: dict[tuple[str, str], UpdateRow] = {}
+    for r in records:
+        row: UpdateRow = (
+            r.campaign, r.id, r.state, int(r.attempts), float(r.next_at), r.last_result, r.agent,
+            float(r.updated),
+        )  # fmt: skip
+        old = newest.get((r.campaign, r.id))
+        if old is None or old[7] < row[7]:
+            newest[(r.campaign, r.id)] = row
+    return [newest[k] for k in sorted(newest)]
 
 
 def json_text(data: Any) -> str:

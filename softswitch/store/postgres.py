@@ -24,21 +24,35 @@ from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
     CALL_COLUMNS,
+    CALLBACK_COLUMNS,
+    CAMPAIGN_COLUMNS,
+    RECORD_COLUMNS,
     Affinity,
     Agent,
     CallRecord,
+    Campaign,
+    CampaignRecord,
+    DncEntry,
     MigrationStatus,
     QueueStats,
     Registration,
+    ScheduledCallback,
     Store,
     StoreError,
     StoreUnavailable,
     User,
+    callback_of,
+    callback_row,
+    campaign_of,
+    campaign_row,
     check_table,
+    import_rows,
     json_text,
     migration_status_of,
     queue_stats_of,
     queue_stats_sql,
+    record_of,
+    update_rows,
 )
 from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
@@ -124,6 +138,15 @@ SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::text[
 ON CONFLICT DO NOTHING
 """
 
+_ATTEMPT_SQL = """
+INSERT INTO campaign_attempts (id, ts, campaign, record_id, attempt, number, result, customer_id,
+                               agent, call_uuid, started, answered, ended)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::text[], $4::text[], $5::int4[], $6::text[],
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[],
+                     $13::float8[])
+ON CONFLICT DO NOTHING
+"""
+
 _REGISTRATION_SQL = """
 INSERT INTO registrations AS r (aor, contact, expires_at, source, user_agent, updated)
 SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[], $6::float8[])
@@ -144,6 +167,7 @@ _STAGED = (
     ("recordings", R.RECORDING_COLUMNS),
     ("security_events", R.SECURITY_COLUMNS),
     ("event_log", R.LOG_COLUMNS),
+    ("campaign_attempts", R.ATTEMPT_COLUMNS),
 )
 _STAGE_DDL = ";\n".join(
     f"CREATE TEMP TABLE IF NOT EXISTS stage_{t} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -182,6 +206,58 @@ _STATS_SQL = queue_stats_sql("$1", "$2", "$3", "$4")
 _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs
 WHERE queue = $1 AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= $2 AND answer_ts < $3
+"""
+
+_CAMPAIGN_SQL = f"""
+INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, mode = excluded.mode, queue = excluded.queue,
+    trunk = excluded.trunk, caller_id = excluded.caller_id, schedule = excluded.schedule,
+    settings = excluded.settings, state = excluded.state, updated = excluded.updated
+"""
+
+# A campaign import is staged like an event batch: binary COPY into a temporary table of the
+# connection, then one INSERT numbers the new rows after the campaign's last one.
+_IMPORT_COLUMNS = (
+    "ord", "id", "number", "customer_id", "fields", "state", "attempts", "next_at", "last_result",
+    "agent", "updated",
+)  # fmt: skip
+_IMPORT_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS stage_campaign_import (
+    ord BIGINT NOT NULL, id TEXT NOT NULL, number TEXT NOT NULL, customer_id TEXT NOT NULL,
+    fields TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+    next_at DOUBLE PRECISION NOT NULL, last_result TEXT NOT NULL, agent TEXT NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+_IMPORT_SQL = """
+INSERT INTO campaign_records (campaign, id, seq, number, customer_id, fields, state, attempts,
+                              next_at, last_result, agent, updated)
+SELECT $1::text, id, $2::int8 + ord, number, customer_id, fields, state, attempts, next_at,
+       last_result, agent, updated
+FROM stage_campaign_import
+ON CONFLICT DO NOTHING
+"""
+# Imports into one campaign take turns (so their seq ranges cannot interleave) without locking
+# the campaign row against state changes. Two-key advisory locks do not collide with the
+# migration's one-key lock.
+_IMPORT_LOCK_SQL = "SELECT pg_advisory_xact_lock(20557, hashtext($1))"
+
+_UPDATE_RECORDS_SQL = """
+UPDATE campaign_records AS r
+SET state = u.state, attempts = u.attempts, next_at = u.next_at, last_result = u.last_result,
+    agent = u.agent, updated = u.updated
+FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::float8[], $6::text[], $7::text[],
+            $8::float8[]) AS u(campaign, id, state, attempts, next_at, last_result, agent, updated)
+WHERE r.campaign = u.campaign AND r.id = u.id AND r.updated < u.updated
+"""
+
+_CALLBACK_SQL = f"""
+INSERT INTO scheduled_callbacks AS s ({CALLBACK_COLUMNS})
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (id) DO UPDATE SET number = excluded.number, due = excluded.due, queue = excluded.queue,
+    agent = excluded.agent, customer_id = excluded.customer_id, note = excluded.note,
+    state = excluded.state, updated = excluded.updated, call_uuid = excluded.call_uuid
+WHERE s.updated <= excluded.updated
 """
 
 
@@ -360,6 +436,7 @@ class PostgresStore(Store):
     async def _write_copy(self, conn: Conn, rows: R.Rows) -> int:
         staged: tuple[Sequence[tuple[Any, ...]], ...] = (
             rows.cdrs, rows.legs, rows.queue, rows.agents, rows.recordings, rows.security, rows.log,
+            rows.attempts,
         )  # fmt: skip
         for attempt in (0, 1):
             try:
@@ -394,6 +471,7 @@ class PostgresStore(Store):
                 (_RECORDING_SQL, rows.recordings, len(R.RECORDING_COLUMNS)),
                 (_SECURITY_SQL, rows.security, len(R.SECURITY_COLUMNS)),
                 (_LOG_SQL, rows.log, len(R.LOG_COLUMNS)),
+                (_ATTEMPT_SQL, rows.attempts, len(R.ATTEMPT_COLUMNS)),
             ):
                 if batch:
                     status = await conn.execute(sql, *_columns(batch, width))
@@ -519,6 +597,150 @@ class PostgresStore(Store):
             lambda c: c.fetch("SELECT id, user_id, skills, enabled FROM agents ORDER BY id")
         )
         return [Agent(r[0], r[1], json.loads(r[2]), r[3]) for r in recs]
+
+    # ---- outbound campaigns ----
+    async def upsert_campaign(self, c: Campaign) -> None:
+        row = campaign_row(c, time.time())
+        await self._run(lambda conn: conn.execute(_CAMPAIGN_SQL, *row))
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+        r = await self._run(lambda c: c.fetchrow(sql, campaign_id))
+        return campaign_of(r) if r is not None else None
+
+    async def list_campaigns(self) -> list[Campaign]:
+        sql = f'SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created, id COLLATE "C"'
+        return [campaign_of(r) for r in await self._run(lambda c: c.fetch(sql))]
+
+    async def delete_campaign(self, campaign_id: str) -> bool:
+        status = await self._run(lambda c: c.execute("DELETE FROM campaigns WHERE id = $1", campaign_id))
+        return status.endswith(" 1")
+
+    async def add_campaign_records(self, campaign_id: str, records: Sequence[CampaignRecord]) -> int:
+        # Encoding 100k records takes a while: off the event loop.
+        rows = await asyncio.to_thread(import_rows, campaign_id, records)
+
+        async def fn(conn: Conn) -> int:
+            async with conn.transaction():
+                await conn.execute(_IMPORT_LOCK_SQL, campaign_id)
+                if not await conn.fetchval("SELECT 1 FROM campaigns WHERE id = $1", campaign_id):
+                    raise StoreError(f"no campaign {campaign_id!r}")
+                if not rows:
+                    return 0
+                last = await conn.fetchval(
+                    "SELECT coalesce(max(seq), 0) FROM campaign_records WHERE campaign = $1", campaign_id
+                )
+                await conn.execute(_IMPORT_DDL)
+                await conn.copy_records_to_table(
+                    "stage_campaign_import", records=rows, columns=_IMPORT_COLUMNS
+                )
+                status = await conn.execute(_IMPORT_SQL, campaign_id, last)
+                return int(status.rsplit(" ", 1)[-1])
+
+        return await self._run(fn)
+
+    async def campaign_records(
+        self,
+        campaign_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        due_before: float | None = None,
+    ) -> list[CampaignRecord]:
+        # One statement per combination of filters, so each keeps a plan that uses its index.
+        args: list[Any] = [campaign_id]
+        where = "campaign = $1"
+        if state is not None:
+            args.append(state)
+            where += f" AND state = ${len(args)}"
+        if due_before is not None:
+            args.append(float(due_before))
+            where += f" AND next_at <= ${len(args)}"
+        args += [limit, offset]
+        sql = (
+            f"SELECT {RECORD_COLUMNS} FROM campaign_records WHERE {where} "
+            f"ORDER BY seq LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+        )
+        return [record_of(r) for r in await self._run(lambda c: c.fetch(sql, *args))]
+
+    async def get_campaign_record(self, campaign_id: str, record_id: str) -> CampaignRecord | None:
+        sql = f"SELECT {RECORD_COLUMNS} FROM campaign_records WHERE campaign = $1 AND id = $2"
+        r = await self._run(lambda c: c.fetchrow(sql, campaign_id, record_id))
+        return record_of(r) if r is not None else None
+
+    async def update_campaign_records(self, records: Sequence[CampaignRecord]) -> None:
+        rows = update_rows(records)
+        if rows:
+            await self._run(lambda c: c.execute(_UPDATE_RECORDS_SQL, *_columns(rows, 8)))
+
+    async def campaign_counts(self, campaign_id: str) -> dict[str, int]:
+        sql = "SELECT state, count(*) FROM campaign_records WHERE campaign = $1 GROUP BY state"
+        return {r[0]: int(r[1]) for r in await self._run(lambda c: c.fetch(sql, campaign_id))}
+
+    async def campaign_attempts(self, campaign_id: str, record_id: str | None = None) -> list[dict[str, Any]]:
+        cols = ", ".join(R.ATTEMPT_COLUMNS)
+        args: list[Any] = [campaign_id]
+        where = "campaign = $1"
+        if record_id is not None:
+            args.append(record_id)
+            where += " AND record_id = $2"
+        sql = f'SELECT {cols} FROM campaign_attempts WHERE {where} ORDER BY started, attempt, id COLLATE "C"'
+        return [dict(r) for r in await self._run(lambda c: c.fetch(sql, *args))]
+
+    # ---- do-not-call list ----
+    async def add_dnc(self, entries: Sequence[DncEntry]) -> int:
+        if not entries:
+            return 0
+        now = time.time()
+        rows = [(e.number, e.reason, float(e.added or now)) for e in entries]
+        sql = (
+            "INSERT INTO dnc (number, reason, added) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) ON CONFLICT DO NOTHING"
+        )
+        status = await self._run(lambda c: c.execute(sql, *_columns(rows, 3)))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def remove_dnc(self, number: str) -> bool:
+        status = await self._run(lambda c: c.execute("DELETE FROM dnc WHERE number = $1", number))
+        return status.endswith(" 1")
+
+    async def list_dnc(self) -> list[DncEntry]:
+        recs = await self._run(
+            lambda c: c.fetch('SELECT number, reason, added FROM dnc ORDER BY number COLLATE "C"')
+        )
+        return [DncEntry(*r) for r in recs]
+
+    async def dnc_contains(self, number: str) -> bool:
+        sql = "SELECT EXISTS (SELECT 1 FROM dnc WHERE number = $1)"
+        return bool(await self._run(lambda c: c.fetchval(sql, number)))
+
+    # ---- scheduled callbacks ----
+    async def upsert_scheduled_callback(self, cb: ScheduledCallback) -> None:
+        row = callback_row(cb, time.time())
+        await self._run(lambda c: c.execute(_CALLBACK_SQL, *row))
+
+    async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
+        sql = f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE id = $1"
+        r = await self._run(lambda c: c.fetchrow(sql, callback_id))
+        return callback_of(r) if r is not None else None
+
+    async def scheduled_callbacks(
+        self, *, state: str | None = "pending", due_before: float | None = None
+    ) -> list[ScheduledCallback]:
+        args: list[Any] = []
+        where = ["TRUE"]
+        if state is not None:
+            args.append(state)
+            where.append(f"state = ${len(args)}")
+        if due_before is not None:
+            args.append(float(due_before))
+            where.append(f"due <= ${len(args)}")
+        sql = (
+            f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE {' AND '.join(where)} "
+            'ORDER BY due, id COLLATE "C"'
+        )
+        return [callback_of(r) for r in await self._run(lambda c: c.fetch(sql, *args))]
 
     # ---- inspection ----
     async def count(self, table: str) -> int:

@@ -10,6 +10,7 @@ from softswitch.events import (
     CDR,
     AgentStateChanged,
     AuthFailed,
+    CampaignAttempt,
     Event,
     QueueEvent,
     RecordingSaved,
@@ -27,6 +28,7 @@ RecordingRow = tuple[str, float, str, str, float, str, int]
 SecurityRow = tuple[str, float, str, str, str, bool]
 RegistrationRow = tuple[str, str, float, str, str, float]  # aor, contact, expires_at, src, ua, updated
 LogRow = tuple[str, float, str, str, str]
+AttemptRow = tuple[str, float, str, str, int, str, str, str, str, str, float, float | None, float | None]
 
 CDR_COLUMNS = (
     "id", "ts", "call_uuid", "caller", "callee", "start_ts", "answer_ts", "end_ts", "duration",
@@ -40,6 +42,10 @@ RECORDING_COLUMNS = ("id", "ts", "call_uuid", "path", "duration", "sha256", "cha
 SECURITY_COLUMNS = ("id", "ts", "source", "username", "method", "banned")
 REGISTRATION_COLUMNS = ("aor", "contact", "expires_at", "source", "user_agent", "updated")
 LOG_COLUMNS = ("id", "ts", "kind", "call_uuid", "body")
+ATTEMPT_COLUMNS = (
+    "id", "ts", "campaign", "record_id", "attempt", "number", "result", "customer_id", "agent",
+    "call_uuid", "started", "answered", "ended",
+)  # fmt: skip
 
 _LIVE_ACTIONS = frozenset({"bound", "refreshed"})
 
@@ -56,6 +62,7 @@ class Rows:
     security: list[SecurityRow] = field(default_factory=list)
     registrations: list[RegistrationRow] = field(default_factory=list)
     log: list[LogRow] = field(default_factory=list)
+    attempts: list[AttemptRow] = field(default_factory=list)
 
 
 def registration_row(ev: RegistrationChanged) -> RegistrationRow:
@@ -104,6 +111,11 @@ class RowBuilder:
                 )
             elif isinstance(ev, AuthFailed):
                 rows.security.append((ev.id, ev.ts, ev.source, ev.username, ev.method, bool(ev.banned)))
+            elif isinstance(ev, CampaignAttempt):
+                rows.attempts.append(
+                    (ev.id, ev.ts, ev.campaign, ev.record_id, ev.attempt, ev.number, ev.result,
+                     ev.customer_id, ev.agent, ev.call_uuid, ev.started, ev.answered, ev.ended)
+                )  # fmt: skip
             elif isinstance(ev, RegistrationChanged):
                 # One upsert per binding per batch (PostgreSQL cannot touch a row twice in a statement);
                 # the newest event wins, as it would have applied in order.

@@ -152,6 +152,85 @@ _V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _V1),)
+_V2 = (
+    # Outbound campaigns. schedule and settings are JSON text (no JSON type both engines share).
+    """CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        queue TEXT NOT NULL,
+        trunk TEXT NOT NULL DEFAULT '',
+        caller_id TEXT NOT NULL DEFAULT '',
+        schedule TEXT NOT NULL DEFAULT '{}',
+        settings TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'draft',
+        created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    )""",
+    # A campaign's call list. seq keeps import order (neither engine's autoincrement syntax is
+    # shared, so the store numbers rows per campaign); updated guards against stale writes.
+    """CREATE TABLE campaign_records (
+        campaign TEXT NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+        id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        number TEXT NOT NULL,
+        customer_id TEXT NOT NULL DEFAULT '',
+        fields TEXT NOT NULL DEFAULT '{}',
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        last_result TEXT NOT NULL DEFAULT '',
+        agent TEXT NOT NULL DEFAULT '',
+        updated DOUBLE PRECISION NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign, id)
+    )""",
+    "CREATE INDEX campaign_records_seq ON campaign_records (campaign, seq)",
+    "CREATE INDEX campaign_records_state ON campaign_records (campaign, state, seq)",
+    # One row per CampaignAttempt event; id is the event's id, the idempotency key of replays.
+    # Kept when its campaign is deleted: it is the history of who was dialled, like the CDRs.
+    """CREATE TABLE campaign_attempts (
+        id TEXT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        campaign TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        number TEXT NOT NULL,
+        result TEXT NOT NULL,
+        customer_id TEXT NOT NULL DEFAULT '',
+        agent TEXT NOT NULL DEFAULT '',
+        call_uuid TEXT NOT NULL DEFAULT '',
+        started DOUBLE PRECISION NOT NULL DEFAULT 0,
+        answered DOUBLE PRECISION,
+        ended DOUBLE PRECISION
+    )""",
+    "CREATE INDEX campaign_attempts_record ON campaign_attempts (campaign, record_id, started)",
+    "CREATE INDEX campaign_attempts_started ON campaign_attempts (campaign, started)",
+    # The do-not-call list, shared by every campaign.
+    """CREATE TABLE dnc (
+        number TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        added DOUBLE PRECISION NOT NULL
+    )""",
+    # Callbacks booked by an agent or through the IVR, offered when due.
+    """CREATE TABLE scheduled_callbacks (
+        id TEXT PRIMARY KEY,
+        number TEXT NOT NULL,
+        due DOUBLE PRECISION NOT NULL,
+        queue TEXT NOT NULL,
+        agent TEXT NOT NULL DEFAULT '',
+        customer_id TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        state TEXT NOT NULL DEFAULT 'pending',
+        created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL,
+        call_uuid TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX scheduled_callbacks_state_due ON scheduled_callbacks (state, due)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _V1),
+    Migration(2, "outbound campaigns, do-not-call list, scheduled callbacks", _V2),
+)
 
 LATEST = MIGRATIONS[-1].version

@@ -21,20 +21,34 @@ from softswitch.events import Event
 from softswitch.store import rows as R
 from softswitch.store.base import (
     CALL_COLUMNS,
+    CALLBACK_COLUMNS,
+    CAMPAIGN_COLUMNS,
+    RECORD_COLUMNS,
     Affinity,
     Agent,
     CallRecord,
+    Campaign,
+    CampaignRecord,
+    DncEntry,
     MigrationStatus,
     QueueStats,
     Registration,
+    ScheduledCallback,
     Store,
     StoreError,
     StoreUnavailable,
     User,
+    callback_of,
+    callback_row,
+    campaign_of,
+    campaign_row,
     check_table,
+    import_rows,
     migration_status_of,
     queue_stats_of,
     queue_stats_sql,
+    record_of,
+    update_rows,
 )
 from softswitch.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
@@ -55,6 +69,7 @@ _AGENT_SQL = _insert("agent_states", R.AGENT_COLUMNS)
 _RECORDING_SQL = _insert("recordings", R.RECORDING_COLUMNS)
 _SECURITY_SQL = _insert("security_events", R.SECURITY_COLUMNS)
 _LOG_SQL = _insert("event_log", R.LOG_COLUMNS)
+_ATTEMPT_SQL = _insert("campaign_attempts", R.ATTEMPT_COLUMNS)
 _REGISTRATION_SQL = _insert(
     "registrations",
     R.REGISTRATION_COLUMNS,
@@ -72,6 +87,29 @@ _AHT_SQL = """
 SELECT avg(end_ts - answer_ts) FROM cdrs
 WHERE queue = ? AND queue <> '' AND answer_ts IS NOT NULL AND answer_ts >= ? AND answer_ts < ?
 """
+_CAMPAIGN_SQL = (
+    f"INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, mode = excluded.mode, queue = excluded.queue, "
+    "trunk = excluded.trunk, caller_id = excluded.caller_id, schedule = excluded.schedule, "
+    "settings = excluded.settings, state = excluded.state, updated = excluded.updated"
+)
+_IMPORT_SQL = (
+    "INSERT INTO campaign_records (campaign, id, seq, number, customer_id, fields, state, attempts, "
+    "next_at, last_result, agent, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+_UPDATE_RECORDS_SQL = (
+    "UPDATE campaign_records SET state = ?, attempts = ?, next_at = ?, last_result = ?, agent = ?, "
+    "updated = ? WHERE campaign = ? AND id = ? AND updated < ?"
+)
+_CALLBACK_SQL = (
+    f"INSERT INTO scheduled_callbacks ({CALLBACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET number = excluded.number, due = excluded.due, "
+    "queue = excluded.queue, agent = excluded.agent, customer_id = excluded.customer_id, "
+    "note = excluded.note, state = excluded.state, updated = excluded.updated, "
+    "call_uuid = excluded.call_uuid WHERE scheduled_callbacks.updated <= excluded.updated"
+)
+
 
 class SqliteStore(Store):
     """The embedded store in one SQLite file (or `:memory:`)."""
@@ -215,6 +253,7 @@ class SqliteStore(Store):
                 (_RECORDING_SQL, rows.recordings),
                 (_SECURITY_SQL, rows.security),
                 (_LOG_SQL, rows.log),
+                (_ATTEMPT_SQL, rows.attempts),
             ):
                 if batch:
                     before = c.total_changes
@@ -321,6 +360,147 @@ class SqliteStore(Store):
             lambda c: c.execute("SELECT id, user_id, skills, enabled FROM agents ORDER BY id").fetchall()
         )
         return [Agent(i, u, json.loads(s), bool(e)) for i, u, s, e in recs]
+
+    # ---- outbound campaigns ----
+    async def upsert_campaign(self, c: Campaign) -> None:
+        row = campaign_row(c, time.time())
+        await self._call(lambda conn: conn.execute(_CAMPAIGN_SQL, row))
+
+    async def get_campaign(self, campaign_id: str) -> Campaign | None:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?"
+        r = await self._call(lambda c: c.execute(sql, (campaign_id,)).fetchone())
+        return campaign_of(r) if r is not None else None
+
+    async def list_campaigns(self) -> list[Campaign]:
+        sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created, id"
+        return [campaign_of(r) for r in await self._call(lambda c: c.execute(sql).fetchall())]
+
+    async def delete_campaign(self, campaign_id: str) -> bool:
+        # The call list goes with it through ON DELETE CASCADE (foreign_keys is on).
+        sql = "DELETE FROM campaigns WHERE id = ?"
+        n = await self._call(lambda c: c.execute(sql, (campaign_id,)).rowcount)
+        return n > 0
+
+    async def add_campaign_records(self, campaign_id: str, records: Sequence[CampaignRecord]) -> int:
+        def job(conn: sqlite3.Connection) -> int:
+            # Encoded on the store's thread, like the insert, so the event loop never waits for it.
+            rows = import_rows(campaign_id, records)
+
+            def body(c: sqlite3.Connection) -> int:
+                if not c.execute("SELECT 1 FROM campaigns WHERE id = ?", (campaign_id,)).fetchone():
+                    raise StoreError(f"no campaign {campaign_id!r}")
+                (last,) = c.execute(
+                    "SELECT coalesce(max(seq), 0) FROM campaign_records WHERE campaign = ?", (campaign_id,)
+                ).fetchone()
+                before = c.total_changes
+                c.executemany(_IMPORT_SQL, ((campaign_id, r[1], last + r[0], *r[2:]) for r in rows))
+                return c.total_changes - before
+
+            return self._tx(conn, body)
+
+        return await self._call(job)
+
+    async def campaign_records(
+        self,
+        campaign_id: str,
+        *,
+        state: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        due_before: float | None = None,
+    ) -> list[CampaignRecord]:
+        args: list[Any] = [campaign_id]
+        where = "campaign = ?"
+        if state is not None:
+            args.append(state)
+            where += " AND state = ?"
+        if due_before is not None:
+            args.append(float(due_before))
+            where += " AND next_at <= ?"
+        args += [limit, offset]
+        sql = f"SELECT {RECORD_COLUMNS} FROM campaign_records WHERE {where} ORDER BY seq LIMIT ? OFFSET ?"
+        return [record_of(r) for r in await self._call(lambda c: c.execute(sql, args).fetchall())]
+
+    async def get_campaign_record(self, campaign_id: str, record_id: str) -> CampaignRecord | None:
+        sql = f"SELECT {RECORD_COLUMNS} FROM campaign_records WHERE campaign = ? AND id = ?"
+        r = await self._call(lambda c: c.execute(sql, (campaign_id, record_id)).fetchone())
+        return record_of(r) if r is not None else None
+
+    async def update_campaign_records(self, records: Sequence[CampaignRecord]) -> None:
+        rows = [(*r[2:], r[0], r[1], r[7]) for r in update_rows(records)]
+        if rows:
+            await self._call(lambda c: self._tx(c, lambda t: t.executemany(_UPDATE_RECORDS_SQL, rows)))
+
+    async def campaign_counts(self, campaign_id: str) -> dict[str, int]:
+        sql = "SELECT state, count(*) FROM campaign_records WHERE campaign = ? GROUP BY state"
+        recs = await self._call(lambda c: c.execute(sql, (campaign_id,)).fetchall())
+        return {s: int(n) for s, n in recs}
+
+    async def campaign_attempts(self, campaign_id: str, record_id: str | None = None) -> list[dict[str, Any]]:
+        cols = ", ".join(R.ATTEMPT_COLUMNS)
+        args: tuple[str, ...] = (campaign_id,)
+        where = "campaign = ?"
+        if record_id is not None:
+            args += (record_id,)
+            where += " AND record_id = ?"
+        sql = f"SELECT {cols} FROM campaign_attempts WHERE {where} ORDER BY started, attempt, id"
+        recs = await self._call(lambda c: c.execute(sql, args).fetchall())
+        return [dict(zip(R.ATTEMPT_COLUMNS, r, strict=True)) for r in recs]
+
+    # ---- do-not-call list ----
+    async def add_dnc(self, entries: Sequence[DncEntry]) -> int:
+        if not entries:
+            return 0
+        now = time.time()
+        rows = [(e.number, e.reason, float(e.added or now)) for e in entries]
+        sql = "INSERT INTO dnc (number, reason, added) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+
+        def body(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany(sql, rows)
+            return c.total_changes - before
+
+        return await self._call(lambda c: self._tx(c, body))
+
+    async def remove_dnc(self, number: str) -> bool:
+        n = await self._call(lambda c: c.execute("DELETE FROM dnc WHERE number = ?", (number,)).rowcount)
+        return n > 0
+
+    async def list_dnc(self) -> list[DncEntry]:
+        recs = await self._call(
+            lambda c: c.execute("SELECT number, reason, added FROM dnc ORDER BY number").fetchall()
+        )
+        return [DncEntry(n, r, float(a)) for n, r, a in recs]
+
+    async def dnc_contains(self, number: str) -> bool:
+        sql = "SELECT 1 FROM dnc WHERE number = ?"
+        return await self._call(lambda c: c.execute(sql, (number,)).fetchone() is not None)
+
+    # ---- scheduled callbacks ----
+    async def upsert_scheduled_callback(self, cb: ScheduledCallback) -> None:
+        row = callback_row(cb, time.time())
+        await self._call(lambda c: c.execute(_CALLBACK_SQL, row))
+
+    async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
+        sql = f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE id = ?"
+        r = await self._call(lambda c: c.execute(sql, (callback_id,)).fetchone())
+        return callback_of(r) if r is not None else None
+
+    async def scheduled_callbacks(
+        self, *, state: str | None = "pending", due_before: float | None = None
+    ) -> list[ScheduledCallback]:
+        args: list[Any] = []
+        where = ["1 = 1"]
+        if state is not None:
+            args.append(state)
+            where.append("state = ?")
+        if due_before is not None:
+            args.append(float(due_before))
+            where.append("due <= ?")
+        sql = (
+            f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE {' AND '.join(where)} ORDER BY due, id"
+        )
+        return [callback_of(r) for r in await self._call(lambda c: c.execute(sql, args).fetchall())]
 
     # ---- inspection ----
     async def count(self, table: str) -> int:

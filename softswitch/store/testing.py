@@ -21,6 +21,7 @@ from softswitch.events import (
     AgentStateChanged,
     AuthFailed,
     CallStarted,
+    CampaignAttempt,
     Event,
     QueueEvent,
     RecordingSaved,
@@ -180,3 +181,13 @@ def sample_misc(i: int, *, ts: float) -> list[Event]:
         AuthFailed(ts=ts, source=f"udp:203.0.113.{i % 250}:5060", username=f"u{i}", method="REGISTER"),
         RecordingSaved(ts=ts, call_uuid=f"call-{i:08d}", path=f"/rec/{i}.wav", duration=61.5, sha256="0" * 64),
     ]  # fmt: skip
+
+
+def sample_attempt(i: int, *, ts: float, campaign: str = "camp1", attempt: int = 1) -> CampaignAttempt:
+    """One outbound dial of record `r{i}`: every third one busy, the rest connected to an agent."""
+    connected = i % 3 != 0
+    return CampaignAttempt(
+        ts=ts, campaign=campaign, record_id=f"r{i:06d}", attempt=attempt, number=f"0901234{i % 10000:04d}",
+        result="connected" if connected else "busy", customer_id=f"C{i}", agent=f"agent{i % 50:02d}" if connected else "",
+        call_uuid=f"out-{i:08d}-{attempt}", started=ts - 20, answered=ts - 12 if connected else None, ended=ts,
+    )  # fmt: skip
