@@ -635,6 +635,11 @@ class AcdEngine:
     # ---------------------------------------------------------------------------------------
     # Views
 
+    def available_agents(self, queue: str) -> list[str]:
+        """Agents of `queue` who are available and reachable now, by tier, longest idle first."""
+        q = self._queues[queue]
+        return [aid for tier in q.tiers for aid in q.avail[tier]]
+
     def agent_state(self, agent: str) -> AgentState:
         """The agent's current state."""
         return self._agents[agent].state

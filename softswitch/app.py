@@ -26,6 +26,7 @@ from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
 from softswitch.calls.session import CallSession, DeferredObserver, SessionServices
 from softswitch.calls.trunks import Trunks, TrunkUnavailable
+from softswitch.campaigns import Campaigns
 from softswitch.centre import ContactCentre
 from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
 from softswitch.dialplan.holder import DialplanHolder, ReloadResult
@@ -131,6 +132,8 @@ class Node:
         )
         self.sessions.park_code = config.features.park
         self.centre.services = self.sessions
+        self.campaigns = Campaigns(centre=self.centre, services=self.sessions, bus=self.bus,
+                                   store=lambda: self.store, target_for=self._campaign_target)
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "OPTIONS": self._on_options,
@@ -168,6 +171,7 @@ class Node:
         await self._open_store()
         for agent in self.centre.agents:  # registrations restored from the store count as live
             self.centre.refresh_agent(agent)
+        await self.campaigns.start()
         for spec in self.config.sip.listen:
             host, port = await self.transports.listen(spec.transport, spec.host, spec.port)
             self.listening.append((spec.transport, host, port))
@@ -199,6 +203,7 @@ class Node:
         """Refuse new calls, let calls in progress end (up to `grace` seconds), hang up the rest,
         flush the store and close the transports."""
         self._stopping = True
+        self.campaigns.halt()
         self.trunks.stop()
         if len(self.b2bua) and grace > 0:
             idle = asyncio.Event()
@@ -220,6 +225,7 @@ class Node:
                 session.task.cancel()
         if self.api is not None:
             await self.api.stop()
+        await self.campaigns.stop()
         self.centre.close()
         self.sessions.close()
         await self.media.close()
@@ -512,6 +518,12 @@ class Node:
             log.warning("cannot dial %s: %s", number, exc)
             return None
         return found[0] if found is not None else None
+
+    def _campaign_target(self, number: str, trunk: str | None, caller_id: str) -> tuple[Target, str] | None:
+        """An outbound campaign's customer, through its trunk with its caller ID, and the trunk's
+        name. Raises TrunkUnavailable when the trunk is full or not resolved yet."""
+        found = self.trunks.target_for(number, caller_id or "campaign", via=trunk, caller_id=caller_id)
+        return None if found is None else (found[0], found[1].trunk.name)
 
     def targets_of(self, user: str) -> list[Target]:
         """Where to ring a user now: one target per live registration."""

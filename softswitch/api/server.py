@@ -23,6 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from softswitch.api.auth import ROLES, Principal, TokenTable, bearer
+from softswitch.api.campaigns import campaign_endpoints
 from softswitch.api.centre import (
     FORCE_STATES,
     SUPERVISE_MODES,
@@ -223,6 +224,7 @@ class ApiServer:
             e("GET", "/api/users/{agent}/missed", "supervisor", "A user's missed calls, newest first",
               self.missed_calls, own_agent=True),
             e("POST", "/api/dialplan/reload", "admin", "Reload the dialplan", self.reload_dialplan),
+            *campaign_endpoints(self),
         ]
 
     def _build_app(self) -> Starlette:
@@ -258,6 +260,8 @@ class ApiServer:
                 result = await ep.handler(request, principal)
             except NotSupported as exc:
                 raise ApiError(501, "not_supported", _text(exc)) from None
+            except StoreUnavailable as exc:
+                raise ApiError(503, "unavailable", f"the database is unavailable: {exc}") from None
             except (NotFound, LookupError) as exc:
                 raise ApiError(404, "not_found", _text(exc)) from None
             except (Conflict, ValueError) as exc:

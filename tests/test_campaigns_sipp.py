@@ -1,0 +1,354 @@
+"""Outbound campaigns end to end: the REST API, the node's dialler, SIPp as the carrier answering,
+rejecting or ignoring the calls, and registered SIPp agents who take them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from softswitch.api.events import ScreenPop
+from softswitch.app import Node
+from softswitch.config import NodeConfig
+from softswitch.events import CDR, CampaignAttempt
+from tests.nodes import DOMAIN, node_config, running_node, wait_for
+from tests.peers import SippProcess, free_port, require_sipp, run_sipp, start_sipp, write_users_inf
+from tests.test_trunks_sipp import invites_seen_by
+
+pytestmark = pytest.mark.integration
+
+CARRIER_IP = "127.0.0.5"
+ALWAYS_OPEN = {"weekly": {"mon-sun": ["00:00-24:00"]}, "public_holidays": "none"}
+SUPERVISOR = {"Authorization": "Bearer supervisor-token"}
+
+
+def agent_auth(agent: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer agent-{agent}-token"}
+
+
+def campaign_config(tmp: Path, agents: list[str], carrier_port: int, *, phones: tuple[str, ...] = ()) -> NodeConfig:
+    users: list[dict[str, Any]] = [
+        {"id": a, "password": f"pw-{a}", "agent": {"skills": {"sales": 5}, "queues": ["sales"]}} for a in agents]
+    users += [{"id": u, "password": f"pw-{u}"} for u in phones]
+    tokens = [{"token": "supervisor-token", "role": "supervisor"}]
+    tokens += [{"token": f"agent-{a}-token", "role": "agent", "agent": a} for a in agents]
+    rtp = 10000 + (free_port() % 20000) // 2 * 2
+    return node_config(
+        tmp, directory={"users": users}, api={"tokens": tokens},
+        queues=[{"name": "sales", "skills": {"sales": 1}, "ring_timeout": 8, "wrap_up": 0, "announce_every": None}],
+        trunks=[{"name": "carrier", "host": CARRIER_IP, "port": carrier_port, "addresses": [CARRIER_IP],
+                 "prefixes": ["0"], "caller_id": "0312345000"}],
+        media={"address": "127.0.0.1", "rtp_ports": f"{rtp}-{rtp + 599}", "tts_cache_dir": str(tmp / "tts"),
+               "recordings_dir": str(tmp / "rec")},
+    )
+
+
+async def register(node: Node, tmp: Path, user: str) -> int:
+    port = free_port()
+    inf = write_users_inf(tmp / f"reg-{user}.csv", [(user, f"pw-{user}")], DOMAIN)
+    result = await run_sipp("register_only.xml", node.address("udp"), inf=inf, port=port)
+    assert result.returncode == 0 and result.successful == 1, result.explain()
+    return port
+
+
+@contextlib.asynccontextmanager
+async def agent_phones(node: Node, tmp: Path, agents: list[str]) -> AsyncIterator[list[SippProcess]]:
+    """Registered SIPp phones that answer every call at once and wait for the other side's BYE."""
+    phones = []
+    for a in agents:
+        port = await register(node, tmp, a)
+        phones.append(await start_sipp("uas_answer.xml", None, port=port, calls=10_000, timeout=300))
+    try:
+        yield phones
+    finally:
+        for p in phones:
+            p.kill()
+            await p.wait()
+
+
+def start_carrier(port: int, calls: int, trace: Path | None = None, talk_ms: int = 300):
+    extra = ["-d", str(talk_ms)]
+    if trace is not None:
+        extra += ["-trace_msg", "-message_file", str(trace)]
+    return start_sipp("carrier_campaign.xml", None, local_ip=CARRIER_IP, port=port, calls=calls, timeout=240,
+                      extra=extra)
+
+
+def numbers_csv(count: int, *, start: int = 0, fields: bool = True) -> str:
+    """A call list whose last digits pick the carrier's behaviour (see carrier_campaign.xml)."""
+    lines = ["id,number,customer_id,name" if fields else "number"]
+    for i in range(start, start + count):
+        number = f"03-5550-{i:04d}"
+        lines.append(f"r{i},{number},C{i},顧客{i}" if fields else number)
+    return "\n".join(lines) + "\n"
+
+
+def outcome_of(number: str) -> str:
+    return {"1": "busy", "2": "rejected", "3": "no_answer"}.get(number[-1], "connected")
+
+
+async def create_campaign(http: httpx.AsyncClient, cid: str, mode: str, **settings: Any) -> dict[str, Any]:
+    body = {"id": cid, "name": f"test {mode}", "mode": mode, "queue": "sales", "trunk": "carrier",
+            "caller_id": "0312340000", "schedule": ALWAYS_OPEN, **settings}
+    r = await http.post("/api/campaigns", json=body, headers=SUPERVISOR)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def campaign_finished(http: httpx.AsyncClient, cid: str, timeout: float) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r = await http.get(f"/api/campaigns/{cid}", headers=SUPERVISOR)
+        body = r.json()
+        if body["state"] == "finished":
+            return body
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"campaign {cid} did not finish: {body}")
+
+
+async def test_a_progressive_campaign_of_200_numbers_accounts_for_every_record(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002", "2003", "2004", "2005"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        events: list = []
+        node.bus.subscribe(events.append)
+        carrier = await start_carrier(carrier_port, calls=200)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            # No retries: each number is dialled once, so the carrier sees exactly 200 calls.
+            await create_campaign(http, "spring", "progressive", max_attempts=1, ring_timeout=5)
+            r = await http.post("/api/campaigns/spring/records", content=numbers_csv(200).encode(),
+                                headers={**SUPERVISOR, "Content-Type": "text/csv"})
+            assert r.status_code == 200, r.text
+            assert (r.json()["added"], r.json()["rejected"]) == (200, [])
+            r = await http.put("/api/campaigns/spring/state", json={"state": "running"}, headers=SUPERVISOR)
+            assert r.status_code == 200, r.text
+            final = await campaign_finished(http, "spring", 200)
+            records = (await http.get("/api/campaigns/spring/records?limit=1000", headers=SUPERVISOR)).json()
+            await wait_for(lambda: len([e for e in events if isinstance(e, CampaignAttempt)]) == 200, timeout=10)
+            await asyncio.sleep(1.0)  # the store writer's batch
+            stored = (await http.get("/api/campaigns/spring/attempts", headers=SUPERVISOR)).json()["attempts"]
+        result = await carrier.wait()
+        assert result.successful == 200, result.explain()
+    rows = records["records"]
+    assert len(rows) == 200
+    for row in rows:
+        expected = outcome_of(row["number"])
+        assert row["last_result"] == expected, row
+        assert row["state"] == ("done" if expected == "connected" else "failed"), row
+        assert row["attempts"] == 1
+        if expected == "connected":
+            assert row["agent"] in agents
+    assert final["stats"]["connected"] == sum(1 for r in rows if r["state"] == "done") == 140
+    # Progressive never dials a customer without a free agent: nobody was abandoned.
+    assert final["stats"]["abandoned"] == 0
+    attempts = [e for e in events if isinstance(e, CampaignAttempt)]
+    assert sorted(a.record_id for a in attempts) == sorted(r["id"] for r in rows)
+    assert {(a["record_id"], a["result"]) for a in stored} == {(a.record_id, a.result) for a in attempts}
+    cdrs = [e for e in events if isinstance(e, CDR) and e.trunk == "carrier"]
+    assert len(cdrs) == 200
+    connected = {a.call_uuid: a for a in attempts if a.result == "connected"}
+    for cdr in cdrs:
+        if cdr.call_uuid in connected:
+            assert cdr.agent == connected[cdr.call_uuid].agent and cdr.customer_id.startswith("C")
+
+
+async def test_a_predictive_campaign_keeps_its_abandonment_under_the_ceiling(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002", "2003", "2004"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        carrier = await start_carrier(carrier_port, calls=100_000, talk_ms=800)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "winter", "predictive", max_attempts=1, ring_timeout=5,
+                                  abandon_ceiling=0.05)
+            # Half of these numbers are busy, decline or never answer, so the dialler must dial
+            # more than one line per free agent to keep them busy.
+            lines = ["id,number"]
+            for i in range(240):
+                last = "1230"[i % 4] if i % 2 == 0 else "5"
+                lines.append(f"p{i},03-5551-{i:03d}{last}")
+            r = await http.post("/api/campaigns/winter/records", json={"csv": "\n".join(lines)},
+                                headers=SUPERVISOR)
+            assert r.status_code == 200 and r.json()["added"] == 240, r.text
+            await http.put("/api/campaigns/winter/state", json={"state": "running"}, headers=SUPERVISOR)
+            final = await campaign_finished(http, "winter", 300)
+        carrier.kill()
+        await carrier.wait()
+    stats = final["stats"]
+    assert stats["answered"] >= 100, stats
+    assert stats["abandoned"] / stats["answered"] <= 0.05, stats
+    assert stats["connected"] + stats["abandoned"] == stats["answered"], stats
+    assert stats["mean_lines_per_agent"] > 1.0, stats
+
+
+async def test_preview_gives_each_agent_their_own_record_then_rings_the_agent_before_the_customer(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002"]
+    carrier_port = free_port(CARRIER_IP)
+    trace = tmp_path / "carrier.log"
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        events: list = []
+        node.bus.subscribe(events.append)
+        carrier = await start_carrier(carrier_port, calls=1, trace=trace)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "pv", "preview")
+            await http.post("/api/campaigns/pv/records", json={"csv": numbers_csv(3, start=4)}, headers=SUPERVISOR)
+            r = await http.post("/api/campaigns/pv/preview", headers=agent_auth("2001"))
+            assert r.status_code == 409  # a draft campaign hands out nothing
+            await http.put("/api/campaigns/pv/state", json={"state": "running"}, headers=SUPERVISOR)
+            first = (await http.post("/api/campaigns/pv/preview", headers=agent_auth("2001"))).json()["record"]
+            again = (await http.post("/api/campaigns/pv/preview", headers=agent_auth("2001"))).json()["record"]
+            second = (await http.post("/api/campaigns/pv/preview", headers=agent_auth("2002"))).json()["record"]
+            assert first["id"] == again["id"] == "r4" and second["id"] == "r5"
+            assert first["fields"] == {"name": "顧客4"}
+            # Nobody may dial a record another agent holds.
+            r = await http.post("/api/campaigns/pv/records/r5/dial", headers=agent_auth("2001"))
+            assert r.status_code == 409, r.text
+            r = await http.post("/api/campaigns/pv/records/r5/dial?agent=2002", headers=agent_auth("2001"))
+            assert r.status_code == 403, r.text
+            r = await http.post("/api/campaigns/pv/records/r5/skip", headers=agent_auth("2002"))
+            assert r.json()["record"]["state"] == "pending"
+            assert (await http.post("/api/campaigns/pv/preview", headers=agent_auth("2002"))).json()["record"]["id"] == "r6"
+            r = await http.post("/api/campaigns/pv/records/r4/dial", headers=agent_auth("2001"))
+            assert r.status_code == 200, r.text
+            assert (await carrier.wait()).successful == 1
+            await wait_for(lambda: any(isinstance(e, CampaignAttempt) and e.result == "connected" for e in events))
+            rows = {r["id"]: r for r in (await http.get("/api/campaigns/pv/records",
+                                                        headers=SUPERVISOR)).json()["records"]}
+        await wait_for(lambda: any(isinstance(e, CDR) for e in events))
+    assert rows["r4"]["state"] == "done" and rows["r4"]["agent"] == "2001"
+    assert rows["r5"]["state"] == "pending" and rows["r5"]["attempts"] == 0
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    assert [leg[2] for leg in cdr.legs][0] == "2001"  # the agent's phone rang first
+    assert cdr.customer_id == "C4" and cdr.trunk == "carrier" and cdr.agent == "2001"
+    (invite,) = invites_seen_by(trace)
+    assert invite.uri.startswith("sip:0355500004@")
+    assert "0312340000" in invite.headers.get("From")  # the campaign's caller ID, not the trunk's
+
+
+async def test_do_not_call_numbers_are_never_dialled_and_a_closed_schedule_dials_nothing(tmp_path):
+    require_sipp()
+    agents = ["2001"]
+    carrier_port = free_port(CARRIER_IP)
+    trace = tmp_path / "carrier.log"
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        carrier = await start_carrier(carrier_port, calls=2, trace=trace)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            r = await http.post("/api/dnc", json={"numbers": ["03-5550-0004"], "reason": "asked"}, headers=SUPERVISOR)
+            assert r.status_code == 200, r.text
+            closed = {"weekly": {}, "public_holidays": "none"}
+            await create_campaign(http, "night", "progressive", schedule=closed)
+            await http.post("/api/campaigns/night/records", json={"csv": numbers_csv(1, start=9)}, headers=SUPERVISOR)
+            await http.put("/api/campaigns/night/state", json={"state": "running"}, headers=SUPERVISOR)
+            await create_campaign(http, "day", "progressive")
+            r = await http.post("/api/campaigns/day/records", json={"csv": numbers_csv(4, start=4)}, headers=SUPERVISOR)
+            assert r.json()["do_not_call"] == 1
+            # Blocked while the list is already loaded: r6 is never dialled either.
+            await http.post("/api/dnc", json={"numbers": ["0355500006"]}, headers=SUPERVISOR)
+            await http.put("/api/campaigns/day/state", json={"state": "running"}, headers=SUPERVISOR)
+            await campaign_finished(http, "day", 60)
+            night = (await http.get("/api/campaigns/night", headers=SUPERVISOR)).json()
+            rows = {r["id"]: r["state"] for r in (await http.get("/api/campaigns/day/records",
+                                                                 headers=SUPERVISOR)).json()["records"]}
+            assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 200
+            assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 404
+        assert (await carrier.wait()).successful == 2
+    assert rows == {"r4": "dnc", "r5": "done", "r6": "dnc", "r7": "done"}
+    dialled = sorted(inv.uri.split("@")[0] for inv in invites_seen_by(trace))
+    assert dialled == ["sip:0355500005", "sip:0355500007"]
+    assert night["state"] == "running" and night["stats"]["attempts"] == 0
+
+
+async def test_a_booked_callback_rings_the_booking_agent_first_with_a_screen_pop_that_says_why(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port, phones=("3001",))
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        events: list = []
+        node.bus.subscribe(events.append)
+        customer_port = await register(node, tmp_path, "3001")
+        customer = await start_sipp("uas_answer_then_bye.xml", None, port=customer_port, calls=1, timeout=30)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            r = await http.post("/api/callbacks", json={"number": "3001", "due": time.time() + 1.5, "queue": "sales",
+                                                        "agent": "2002", "customer_id": "C-77", "note": "請求書の件"},
+                                headers=agent_auth("2002"))
+            assert r.status_code == 200, r.text
+            cb = r.json()
+            assert cb["state"] == "pending"
+            r = await http.post("/api/callbacks", json={"number": "3001", "due": time.time(), "queue": "sales",
+                                                        "agent": "2001"}, headers=agent_auth("2002"))
+            assert r.status_code == 403  # an agent books callbacks for themselves
+            assert (await customer.wait()).successful == 1
+            await wait_for(lambda: any(isinstance(e, CDR) for e in events), timeout=10)
+            await wait_for(lambda: node.campaigns.callbacks[cb["id"]].state == "done")
+            listed = (await http.get("/api/callbacks", headers=SUPERVISOR)).json()["callbacks"]
+    pops = [e for e in events if isinstance(e, ScreenPop)]
+    assert pops and pops[0].agent == "2002" and pops[0].customer_id == "C-77"
+    assert "予約コールバック" in pops[0].variables["reason"] and "請求書の件" in pops[0].variables["reason"]
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    assert cdr.agent == "2002" and cdr.customer_id == "C-77"
+    assert [leg[2] for leg in cdr.legs] == ["2002", "3001"]
+    assert [c["state"] for c in listed] == ["done"]
+
+
+async def test_call_lists_are_validated_line_by_line_and_campaign_errors_are_clear(tmp_path):
+    config = campaign_config(tmp_path, ["2001"], free_port(CARRIER_IP))
+    async with running_node(config) as node:
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            r = await http.post("/api/campaigns", json={"id": "x", "mode": "predictive", "queue": "nope"},
+                                headers=SUPERVISOR)
+            assert r.status_code == 409 and "no queue nope" in r.text
+            r = await http.post("/api/campaigns", json={"id": "x", "mode": "sometimes", "queue": "sales"},
+                                headers=SUPERVISOR)
+            assert r.status_code == 422 and "mode" in r.text
+            r = await http.post("/api/campaigns", json={"id": "x", "mode": "preview", "queue": "sales"},
+                                headers=agent_auth("2001"))
+            assert r.status_code == 403
+            await create_campaign(http, "x", "progressive")
+            assert (await http.post("/api/campaigns", json={"id": "x", "mode": "preview", "queue": "sales"},
+                                    headers=SUPERVISOR)).status_code == 409
+            # Shift_JIS as Japanese Excel writes it, with a bad number, a short line and a duplicate id.
+            text = "id,number,customer_id,氏名\r\na1,０３－１２３４－５６７８,C1,山田\r\na2,12,C2,佐藤\r\na3,0312345679\r\na1,0312345670,C3,鈴木\r\n"
+            r = await http.post("/api/campaigns/x/records", content=text.encode("cp932"),
+                                headers={**SUPERVISOR, "Content-Type": "text/csv"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["added"] == 1
+            assert [x["line"] for x in body["rejected"]] == [3, 4, 5], body
+            rows = (await http.get("/api/campaigns/x/records", headers=SUPERVISOR)).json()["records"]
+            assert rows == [{"id": "a1", "number": "0312345678", "customer_id": "C1", "fields": {"氏名": "山田"},
+                             "state": "pending", "attempts": 0, "next_at": None, "last_result": "", "agent": ""}]
+            again = await http.post("/api/campaigns/x/records", content=text.encode("cp932"),
+                                    headers={**SUPERVISOR, "Content-Type": "text/csv"})
+            assert again.json()["added"] == 0 and again.json()["duplicates"] == 1
+            r = await http.post("/api/campaigns/x/records", json={"csv": "phone\n0312345678\n"}, headers=SUPERVISOR)
+            assert r.status_code == 422 and "number" in r.json()["detail"]
+            r = await http.post("/api/campaigns/nope/records", json={"csv": "number\n0312345678\n"},
+                                headers=SUPERVISOR)
+            assert r.status_code == 404
+            r = await http.get("/api/campaigns/x/records?limit=0", headers=SUPERVISOR)
+            assert r.status_code == 422
+            r = await http.post("/api/campaigns/x/preview", headers=agent_auth("2001"))
+            assert r.status_code == 409 and "not preview" in r.text
+    # The campaign and its list survive a restart.
+    async with running_node(config) as node:
+        run = node.campaigns.runs["x"]
+        assert run.state == "draft" and list(run.dialer.records()) == ["a1"]
