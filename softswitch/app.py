@@ -70,9 +70,9 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INF
 #: How long SIGTERM waits for calls in progress before hanging them up.
 SHUTDOWN_GRACE = 30.0
 #: Option tags we implement, for Require (420) and Supported. Session timers are run by the switch on
-#: calls it answers and passed end to end on relayed ones; reliable provisionals (100rel) and
-#: Replaces are not implemented yet, so they are not claimed.
-SUPPORTED: frozenset[str] = frozenset({"timer"})
+#: calls it answers and passed end to end on relayed ones; an INVITE with Replaces (RFC 3891) takes
+#: over a leg of a call through the switch.
+SUPPORTED: frozenset[str] = frozenset({"timer", "replaces"})
 
 RequestHandler = Callable[[Request, Addr], None]
 
@@ -116,6 +116,7 @@ class Node:
         self.b2bua = B2BUA(self, publish=self.bus.publish, t1=sip.t1, t2=sip.t2,
                            session_expires=sip.session_expires)
         self.trunks = Trunks(self, config, publish=self.bus.publish)
+        self.b2bua.lookup = self._forward_targets  # transfer targets: the same look-up
         media = config.media
         self.media = LocalMediaBackend(media.address, (media.rtp_ports.start, media.rtp_ports.end),
                                        bus=self.bus, recordings_dir=media.recordings_dir,
@@ -447,6 +448,9 @@ class Node:
         who = self.auth.authenticate(req, source.host, wall)
         if isinstance(who, Response):
             self.respond(who)
+            return
+        if req.headers.get("Replaces") is not None:
+            self.b2bua.on_replaces(req, source, who)  # joins a call in progress (attended transfer, pickup)
             return
         ruri = req.ruri
         callee = ruri.user if isinstance(ruri, SipURI) else None

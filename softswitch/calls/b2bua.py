@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from softswitch.events import CDR, CallAnswered, CallEnded, CallStarted, Event
-from softswitch.sip.dialog import Dialog, DialogError
+from softswitch.sip.dialog import Dialog, DialogError, Replaces, parse_replaces
+from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import Request, Response, make_response, new_call_id, new_tag
 from softswitch.sip.transaction import Addr
-from softswitch.sip.uri import SipURI
+from softswitch.sip.uri import SipURI, parse_name_addr
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,8 @@ class OutLeg:
     cancelled: bool = False
     done: bool = False
     rseq: int = 0  # the last reliable provisional acknowledged with PRACK (RFC 3262)
+    # Legs the switch rings for a transfer handle their own responses (not the call's ringing logic).
+    handler: Callable[[Response], None] | None = None
 
 
 @dataclass(slots=True)
@@ -117,6 +121,21 @@ class Call:
     placed: bool = False  # the switch placed it (callback, click-to-call): no inbound leg
     # Relay calls to a user with forwarding: on busy / no answer, where to ring next (once).
     forward: Callable[[int], list[Target]] | None = None
+    transfer: Transfer | None = None  # a transfer under way that involves this call
+
+
+@dataclass(slots=True)
+class Transfer:
+    """A transfer under way: the transferor's dialog in one call (the REFER's, where NOTIFYs go,
+    or the dialog a Replaces names) and whether the transferor hung up meanwhile."""
+
+    side: str
+    dialog: Dialog
+    dest: Addr
+    user: str  # whom the switch stands for towards the transferor (the Contact's user)
+    notify: bool = True
+    gone: bool = False
+    partner: Call | None = None  # the other call of an attended transfer
 
 
 class CallObserver(Protocol):
@@ -177,6 +196,14 @@ class B2BUA:
         # (call_id, local_tag) -> (call, side) for in-dialog routing of both legs.
         self._by_dialog: dict[tuple[str, str], tuple[Call, str]] = {}
         self._by_invite: dict[tuple[str, str, int], Call] = {}
+        # Where a transfer's target is (a user's phones, an outside number): set by the node.
+        self.lookup: Callable[[str, str], list[Target]] | None = None
+        # Dialogs that ended lately (an INVITE with Replaces naming one gets 603, RFC 3891), bounded.
+        self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Transferors' dialogs the switch is hanging up: their own BYE still gets 200, not 481.
+        self._released: dict[tuple[str, str], Dialog] = {}
+        # 2xx answers to INVITEs with Replaces, resent until their ACK (RFC 3261 13.3.1.4).
+        self._unacked: dict[tuple[str, str], Callable[[], None]] = {}
 
     # -- new calls --------------------------------------------------------------------------
 
@@ -223,7 +250,7 @@ class B2BUA:
         self._make_leg(call, target, max_forwards, call.a.invite.body)
 
     def _make_leg(self, call: Call, target: Target, max_forwards: int, body: bytes,
-                  attempt: Attempt | None = None, from_user: str | None = None) -> OutLeg:
+                  attempt: Attempt | None = None, from_user: str | None = None, fresh: bool = False) -> OutLeg:
         """Build and send one outbound INVITE for the call (relayed or local SDP)."""
         a = call.a.invite
         req = Request("INVITE", target.uri)
@@ -239,7 +266,7 @@ class B2BUA:
         h.add("Contact", self.sip.contact(call.caller, target.dest))
         h.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK")
         h.add("Supported", "100rel, timer")
-        if call.local:
+        if call.local or fresh:
             if body:
                 h.add("Content-Type", "application/sdp")
         else:
@@ -308,6 +335,9 @@ class B2BUA:
                 self.sip.call_later(0.0, resend)
                 return
         if 100 < status < 200 and self._prack(leg, resp):
+            return
+        if leg.handler is not None:
+            leg.handler(resp)
             return
         if call.local:
             self._on_attempt_response(call, leg, resp)
@@ -697,6 +727,10 @@ class B2BUA:
 
     def on_ack(self, ack: Request) -> bool:
         """ACK for a 2xx (in-dialog): stop retransmitting, or relay a re-INVITE's ACK."""
+        stop = self._unacked.pop((ack.call_id or "", ack.to.tag or ""), None)
+        if stop is not None:
+            stop()
+            return True
         found = self._find(ack)
         if found is None:
             return False
@@ -725,9 +759,18 @@ class B2BUA:
         """A request with a To tag: relay it to the other leg. False when no dialog matches."""
         found = self._find(req)
         if found is None:
+            key = (req.call_id or "", req.to.tag or "")
+            if req.method == "BYE" and self._released.pop(key, None) is not None:
+                # The transferor hangs up before the switch's BYE went out: no need to send that one.
+                self.sip.respond(make_response(req, 200, "OK"))
+                return True
             return False
         call, side = found
         mine, other, other_dest = self._legs(call, side)
+        tr = call.transfer
+        if req.method == "BYE" and tr is not None and tr.side == side and mine is not None:
+            self._transferor_left(call, req, mine)
+            return True
         if call.local and mine is not None:
             self._local_in_dialog(call, side, req, mine)
             return True
@@ -743,6 +786,11 @@ class B2BUA:
             self.sip.respond(make_response(req, 200, "OK"))
             self._bye(other, other_dest)
             self._finish(call, "answered", "normal", "caller" if side == "a" else "callee")
+            return True
+        if req.method == "REFER":
+            # The switch stays in the path: it carries out the transfer itself (RFC 5589 as a B2BUA)
+            # rather than asking the other phone to call a target it may not even reach.
+            self._on_refer(call, side, req, mine)
             return True
         if req.method in ("INVITE", "UPDATE"):
             mine.refresh_target(req)
@@ -794,6 +842,9 @@ class B2BUA:
         """Blind transfer asked by the called party: 202, a NOTIFY that it is under way, then the
         application rings the target; when it answers, the transferor's leg is hung up."""
         refer_to = req.headers.get("Refer-To")
+        if refer_to and "replaces" in refer_to.lower():
+            self._on_refer(call, side, req, mine)  # attended: the switch joins the two calls itself
+            return
         if side != "b" or call.b is None or not refer_to:
             self.sip.respond(make_response(req, 403, "Transfer Not Allowed From This Leg"))
             return
@@ -851,6 +902,426 @@ class B2BUA:
 
         self.sip.send_request(out, dest, on_response)
 
+    # -- transfers: REFER (RFC 3515, 5589) and Replaces (RFC 3891) --------------------------------
+
+    def _party(self, call: Call, side: str) -> tuple[Dialog | None, Addr, str]:
+        """One side's dialog, where it is, and whom the switch stands for towards it."""
+        if side == "a":
+            return call.a.dialog, call.a.source, call.callee
+        b = call.b
+        return (b.dialog if b is not None else None), (b.target.dest if b is not None else call.a.source), call.caller
+
+    def _on_refer(self, call: Call, side: str, req: Request, mine: Dialog) -> None:
+        """A party asks to transfer the other one: to a target (blind) or, with Replaces in the
+        Refer-To, into another call of the transferor's (attended). The switch answers 202, reports
+        progress with NOTIFY sipfrag, does the work and hangs the transferor up when it is done."""
+        refer_to = req.headers.get("Refer-To")
+        try:
+            uri = parse_name_addr(refer_to or "").uri
+        except SipParseError:
+            self.sip.respond(make_response(req, 400, "Bad Refer-To"))
+            return
+        if not isinstance(uri, SipURI) or call.state != "answered":
+            self.sip.respond(make_response(req, 400 if call.state == "answered" else 403, "Bad Refer-To"))
+            return
+        if call.transfer is not None:
+            self.sip.respond(make_response(req, 491, "Request Pending"))
+            return
+        replaces = next((v for k, v in uri.headers.items() if k.lower() == "replaces"), None)
+        rep: Replaces | None = None
+        if replaces is not None:
+            try:
+                rep = parse_replaces(replaces)
+            except ValueError:
+                self.sip.respond(make_response(req, 400, "Bad Replaces In Refer-To"))
+                return
+        self.sip.respond(make_response(req, 202, "Accepted"))
+        _, dest, user = self._party(call, side)
+        call.transfer = Transfer(side=side, dialog=mine, dest=dest, user=user)
+        self._notify(call.transfer, "100 Trying", final=False)
+        if rep is not None:
+            self._attended(call, side, rep)
+        else:
+            self._blind(call, side, uri)
+
+    def _notify(self, tr: Transfer, frag: str, *, final: bool, then: Callable[[], None] | None = None) -> None:
+        """Tell the transferor how the transfer goes (RFC 3515 2.4.4: a message/sipfrag status line)."""
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        notify = tr.dialog.request(
+            "NOTIFY", via=self.sip.via(tr.dest), contact=self.sip.contact(tr.user, tr.dest),
+            body=f"SIP/2.0 {frag}\r\n".encode(),
+            headers=[("Event", "refer"), ("Subscription-State", state),
+                     ("Content-Type", "message/sipfrag;version=2.0")])
+
+        def answered(resp: Response) -> None:
+            if resp.status >= 200 and then is not None:
+                then()
+
+        self.sip.send_request(notify, tr.dest, answered)
+
+    def _transfer_failed(self, call: Call, status: int, reason: str) -> None:
+        """Report a failed transfer; the call goes on as it was (RFC 5589 6.1), unless the
+        transferor already hung up, in which case the party left waiting is hung up too."""
+        for c in (call, call.transfer.partner if call.transfer is not None else None):
+            if c is None or c.transfer is None:
+                continue
+            tr, c.transfer = c.transfer, None
+            if tr.gone and c.state == "answered":
+                other = "b" if tr.side == "a" else "a"
+                dialog, dest, _ = self._party(c, other)
+                if dialog is not None:
+                    self._bye(dialog, dest)
+                self._finish(c, "answered", "transfer_failed", "system")
+            elif tr.notify and not tr.gone:
+                self._notify(tr, f"{status} {reason}", final=True)
+        log.info("call %s: transfer failed with %d %s", call.uuid, status, reason)
+
+    def _transfer_done(self, call: Call) -> None:
+        """Report success and release the transferor (NOTIFY 200, then BYE)."""
+        tr = call.transfer
+        call.transfer = None
+        if tr is None or tr.gone:
+            return
+        key = (tr.dialog.call_id, tr.dialog.local_tag)
+        self._released[key] = tr.dialog
+
+        def release() -> None:
+            if self._released.pop(key, None) is not None:
+                self._bye(tr.dialog, tr.dest)
+                self._remember_ended(key)
+
+        if tr.notify:
+            self._notify(tr, "200 OK", final=True, then=release)
+        else:
+            release()
+
+    def _transferor_left(self, call: Call, req: Request, mine: Dialog) -> None:
+        """The transferor hung up before the transfer finished: the other party stays for it."""
+        tr = call.transfer
+        assert tr is not None
+        try:
+            mine.check_request(req)
+        except DialogError as exc:
+            self.sip.respond(make_response(req, exc.status, exc.reason))
+            return
+        self.sip.respond(make_response(req, 200, "OK"))
+        tr.gone = True
+        self._by_dialog.pop((mine.call_id, mine.local_tag), None)
+        self._remember_ended((mine.call_id, mine.local_tag))
+
+    def _detach(self, call: Call, side: str) -> None:
+        """Forget a side's dialog mapping (its party is leaving or moving to another call)."""
+        dialog, _, _ = self._party(call, side)
+        if dialog is not None and self._by_dialog.get((dialog.call_id, dialog.local_tag), (None,))[0] is call:
+            del self._by_dialog[(dialog.call_id, dialog.local_tag)]
+
+    def _install(self, call: Call, side: str, dialog: Dialog, dest: Addr, user: str, invite: Request,
+                 leg: OutLeg | None = None) -> None:
+        """Put a party (its established dialog) on one side of a call, in place of whoever was there."""
+        if side == "a":
+            self._by_invite.pop(self._invite_key(call.a.invite), None)
+            call.a = InLeg(invite=invite, source=dest, tag=dialog.local_tag, dialog=dialog, acked=True)
+        else:
+            if leg is None:
+                leg = OutLeg(target=Target(uri=dialog.remote_target, dest=dest, user=user), invite=invite,
+                             dialog=dialog, status=200, done=True)
+            leg.handler = None
+            if leg not in call.legs:
+                call.legs.append(leg)
+            call.b = leg
+            if user and not call.agent:
+                call.agent = user
+        self._by_dialog[(dialog.call_id, dialog.local_tag)] = (call, side)
+
+    def _reinvite(self, call: Call, side: str, body: bytes,
+                  on_final: Callable[[Request, Response], None]) -> None:
+        """A re-INVITE of the switch's own to one side (an offer, or none to ask for one); the
+        ACK of a 2xx is left to `on_final`, which may have to wait for an answer from elsewhere."""
+        dialog, dest, user = self._party(call, side)
+        if dialog is None:
+            on_final(Request("INVITE", "sip:invalid"), Response(481, "Call/Transaction Does Not Exist"))
+            return
+        headers = [("Content-Type", "application/sdp")] if body else []
+        req = dialog.request("INVITE", via=self.sip.via(dest), contact=self.sip.contact(user, dest), body=body,
+                             headers=headers)
+
+        def answered(resp: Response) -> None:
+            if resp.status < 200:
+                return
+            if resp.status < 300:
+                dialog.refresh_target(resp)
+            on_final(req, resp)
+
+        self.sip.send_request(req, dest, answered)
+
+    def _answerer(self, call: Call, side: str) -> Callable[[bytes, Callable[[bytes | None], None]], None]:
+        """How to answer an offer made to `side` of `call` by a newcomer: the media layer answers for
+        anchored calls; otherwise the party on the other side is re-INVITEd with the offer."""
+        other = "b" if side == "a" else "a"
+
+        def answer(offer: bytes, done: Callable[[bytes | None], None]) -> None:
+            if call.local:
+                observer = call.observer
+                done(observer.on_reoffer(call, side, offer) if observer is not None else call.local_sdp)
+                return
+
+            def answered(req: Request, resp: Response) -> None:
+                if 200 <= resp.status < 300:
+                    dialog, dest, _ = self._party(call, other)
+                    if dialog is not None:
+                        self._ack(dialog, req.cseq[0], dest)
+                    done(resp.body or None)
+                else:
+                    done(None)
+
+            self._reinvite(call, other, offer, answered)
+
+        return answer
+
+    def _renegotiate(self, call: Call, side: str, answer: Callable[[bytes, Callable[[bytes | None], None]], None],
+                     done: Callable[[bool], None]) -> None:
+        """Third-party call control (RFC 3725 flow I): re-INVITE one side without SDP, have its
+        offer answered by `answer`, and give that answer back to it in the ACK."""
+
+        def offered(req: Request, resp: Response) -> None:
+            if not 200 <= resp.status < 300:
+                done(False)
+                return
+            dialog, dest, _ = self._party(call, side)
+            if dialog is None:
+                done(False)
+                return
+            if not resp.body:
+                self._ack(dialog, req.cseq[0], dest)
+                done(False)
+                return
+
+            def answered(sdp: bytes | None) -> None:
+                # The ACK must go even when nobody answered the offer: without one the party
+                # would resend its 2xx and then drop its own call.
+                self._ack(dialog, req.cseq[0], dest, body=sdp or b"")
+                done(sdp is not None)
+
+            answer(resp.body, answered)
+
+        self._reinvite(call, side, b"", offered)
+
+    def _attended(self, call1: Call, side1: str, rep: Replaces) -> None:
+        """Join the transferee (the other party of `call1`) with the party on the far side of the
+        dialog that Replaces names (the transferor's other call through the switch)."""
+        found = self._match_replaces(rep)
+        if isinstance(found, tuple) and found[0] is call1:
+            found = (403, "Cannot Replace The Referring Dialog")
+        if isinstance(found, tuple) and found[0].transfer is not None:
+            found = (491, "Request Pending")
+        if not isinstance(found[0], Call):
+            status, reason = found  # type: ignore[misc]
+            self._transfer_failed(call1, status, reason)
+            return
+        call2, side2 = found  # type: ignore[misc]
+        dialog2, dest2, user2 = self._party(call2, side2)
+        assert dialog2 is not None
+        call2.transfer = Transfer(side=side2, dialog=dialog2, dest=dest2, user=user2, notify=False, partner=call1)
+        assert call1.transfer is not None
+        call1.transfer.partner = call2
+        keep1 = "b" if side1 == "a" else "a"
+        keep2 = "b" if side2 == "a" else "a"
+        # One call survives with both remaining parties; the other one ends. A call whose media the
+        # switch anchors survives (its media leg towards the transferor is reused); else the REFER's.
+        if call2.local and not call1.local:
+            survivor, s_side, donor, d_side = call2, side2, call1, keep1
+        else:
+            survivor, s_side, donor, d_side = call1, side1, call2, keep2
+
+        def connected(ok: bool) -> None:
+            if not ok or survivor.state != "answered" or donor.state != "answered":
+                self._transfer_failed(call1, 500, "Transfer Failed")
+                return
+            self._splice(survivor, s_side, donor, d_side)
+            self._transfer_done(call2)
+            self._transfer_done(call1)
+            log.info("call %s: attended transfer joined it with call %s", survivor.uuid, donor.uuid)
+
+        self._renegotiate(donor, d_side, self._answerer(survivor, s_side), connected)
+
+    def _splice(self, survivor: Call, s_side: str, donor: Call, d_side: str) -> None:
+        """Move the party on `d_side` of `donor` to `s_side` of `survivor` (whose transferor leaves);
+        the donor call ends with its own CDR, the moved party's dialog untouched."""
+        dialog, dest, _ = self._party(donor, d_side)
+        assert dialog is not None
+        if d_side == "a":
+            invite, user, leg = donor.a.invite, donor.caller, None
+        else:
+            assert donor.b is not None
+            invite, user, leg = donor.b.invite, donor.b.target.user, donor.b
+        self._detach(survivor, s_side)
+        self._finish(donor, "answered", "transferred", "system")
+        self._install(survivor, s_side, dialog, dest, user, invite, leg)
+
+    def _blind(self, call: Call, side: str, uri: SipURI) -> None:
+        """Ring the target for the party left (relayed call): an INVITE without SDP, whose offer
+        that party answers in a re-INVITE; the target then takes the transferor's place."""
+        remaining = "b" if side == "a" else "a"
+        number = uri.user or ""
+        from_user = call.caller if remaining == "a" else (call.b.target.user if call.b else call.callee)
+        targets = self.lookup(number, from_user) if self.lookup is not None and number else []
+        if not targets:
+            self._transfer_failed(call, 404, "Not Found")
+            return
+        legs: list[OutLeg] = []
+        state = {"won": False, "best": 0}
+
+        def expired() -> None:
+            if state["won"] or call.transfer is None:
+                return
+            for lg in legs:
+                if not lg.done:
+                    self._cancel_leg(lg)
+            state["won"] = True
+            self._transfer_failed(call, 408, "Request Timeout")
+
+        stop_timer = self.sip.call_later(self.no_answer_timeout, expired)
+
+        def on_response(leg: OutLeg, resp: Response) -> None:
+            if resp.status < 200:
+                if resp.status > 100 and resp.to.tag and leg.dialog is None:
+                    leg.dialog = Dialog.as_uac(leg.invite, resp)
+                return
+            if resp.status >= 300:
+                leg.done, leg.status = True, resp.status
+                if state["best"] == 0 or _rank(resp.status) < _rank(state["best"]):
+                    state["best"] = resp.status
+                if not state["won"] and all(lg.done for lg in legs):
+                    state["won"] = True
+                    stop_timer()
+                    self._transfer_failed(call, state["best"], resp.reason or "Transfer Failed")
+                return
+            dialog = Dialog.as_uac(leg.invite, resp)
+            dialog.confirm(resp)
+            dest = leg.target.dest
+            if state["won"] or call.state != "answered" or call.transfer is None or not resp.body:
+                self._ack(dialog, leg.invite.cseq[0], dest)
+                self._bye(dialog, dest)
+                if not state["won"] and call.transfer is not None:
+                    state["won"] = True
+                    stop_timer()
+                    self._transfer_failed(call, 488, "Not Acceptable Here")
+                return
+            state["won"] = True
+            stop_timer()
+            leg.dialog, leg.done, leg.status = dialog, True, resp.status
+            for other in legs:
+                if other is not leg and not other.done:
+                    self._cancel_leg(other)
+
+            def answered(sdp: bytes | None) -> None:
+                self._ack(dialog, leg.invite.cseq[0], dest, body=sdp or b"")
+                if sdp is None or call.state != "answered":
+                    self._bye(dialog, dest)
+                    self._transfer_failed(call, 488, "Not Acceptable Here")
+                    return
+                self._detach(call, side)
+                self._install(call, side, dialog, dest, leg.target.user, leg.invite, leg)
+                self._transfer_done(call)
+                log.info("call %s: blind transfer to %s answered", call.uuid, number)
+
+            self._answerer(call, side)(resp.body, answered)
+
+        for target in targets:
+            leg = self._make_leg(call, target, 70, b"", from_user=from_user, fresh=True)
+            legs.append(leg)
+            leg.handler = lambda resp, leg=leg: on_response(leg, resp)
+
+    def _match_replaces(self, rep: Replaces) -> tuple[Call, str] | tuple[int, str]:
+        """The switch's answered leg a Replaces names (RFC 3891 section 3): Call-ID and to-tag match
+        the leg's local tag, from-tag its remote tag; else the status to refuse with."""
+        key = (rep.call_id, rep.to_tag)
+        found = self._by_dialog.get(key)
+        if found is None:
+            if key in self._ended:
+                return 603, "Declined"
+            return 481, "Call/Transaction Does Not Exist"
+        call, side = found
+        dialog, _, _ = self._party(call, side)
+        if dialog is None or dialog.remote_tag != rep.from_tag:
+            return 481, "Call/Transaction Does Not Exist"
+        if call.state != "answered" or dialog.state != "confirmed":
+            # Early dialogs: the switch's own outbound ones may not be replaced (section 3), and
+            # taking over a caller that is still ringing is not offered.
+            return 481, "Call/Transaction Does Not Exist"
+        if rep.early_only:
+            return 486, "Busy Here"
+        return call, side
+
+    def on_replaces(self, invite: Request, source: Addr, user: str) -> None:
+        """A new INVITE with Replaces (RFC 3891) from an authenticated user: its sender takes the
+        place of the party on the named leg, which is hung up; 481/486/603 when it cannot."""
+        try:
+            rep = parse_replaces(invite.headers.get("Replaces") or "")
+        except ValueError:
+            self.sip.respond(make_response(invite, 400, "Bad Replaces Header", to_tag=new_tag()))
+            return
+        found = self._match_replaces(rep)
+        if isinstance(found, tuple) and isinstance(found[0], Call) and found[0].transfer is not None:
+            found = (486, "Busy Here")
+        if not isinstance(found[0], Call):
+            status, reason = found  # type: ignore[misc]
+            self.sip.respond(make_response(invite, status, reason, to_tag=new_tag()))
+            return
+        call, side = found  # type: ignore[misc]
+        if not invite.body:
+            self.sip.respond(make_response(invite, 488, "Offer Required", to_tag=new_tag()))
+            return
+        self.sip.respond(make_response(invite, 100, "Trying"))
+        old, old_dest, contact_user = self._party(call, side)
+        assert old is not None
+        call.transfer = Transfer(side=side, dialog=old, dest=old_dest, user=contact_user, notify=False)
+        tag = new_tag()
+
+        def answered(sdp: bytes | None) -> None:
+            if sdp is None or call.state != "answered":
+                self.sip.respond(make_response(invite, 488 if call.state == "answered" else 481, None, to_tag=tag))
+                self._transfer_failed(call, 488, "Not Acceptable Here")
+                return
+            ok = make_response(invite, 200, "OK", to_tag=tag)
+            ok.headers.add("Contact", self.sip.contact(contact_user, source))
+            ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK")
+            ok.headers.add("Content-Type", "application/sdp")
+            ok.body = sdp
+            dialog = Dialog.as_uas(invite, tag)
+            dialog.confirm()
+            self._detach(call, side)
+            self._install(call, side, dialog, source, user, invite)
+            self.sip.respond(ok)
+            self._resend_until_ack(call, ok, (dialog.call_id, tag))
+            self._transfer_done(call)
+            log.info("call %s: %s replaced the party on side %s", call.uuid, user, side)
+
+        self._answerer(call, side)(invite.body, answered)
+
+    def _resend_until_ack(self, call: Call, ok: Response, key: tuple[str, str], interval: float | None = None,
+                          elapsed: float = 0.0) -> None:
+        """Resend a 2xx to an INVITE until its ACK (RFC 3261 13.3.1.4); none after 64*T1 ends the call."""
+        interval = interval or self.t1
+
+        def again() -> None:
+            if key not in self._unacked or call.state != "answered":
+                self._unacked.pop(key, None)
+                return
+            if elapsed + interval >= 64 * self.t1:
+                del self._unacked[key]
+                self._hangup_both(call, "no-ack", "system")
+                return
+            self.sip.respond(ok)
+            self._resend_until_ack(call, ok, key, min(interval * 2, self.t2), elapsed + interval)
+
+        self._unacked[key] = self.sip.call_later(interval, again)
+
+    def _remember_ended(self, key: tuple[str, str]) -> None:
+        self._ended[key] = None
+        if len(self._ended) > 4096:
+            self._ended.popitem(last=False)
+
     # -- teardown ----------------------------------------------------------------------------
 
     def _ack(self, dialog: Dialog, cseq: int, dest: Addr, body: bytes = b"") -> None:
@@ -901,10 +1372,16 @@ class B2BUA:
             self.cancel_attempt(attempt)
         self.calls.pop(call.uuid, None)
         self._by_invite.pop(self._invite_key(call.a.invite), None)
+        a_key = (call.a.invite.call_id or "", call.a.tag)
+        if self._by_dialog.get(a_key, (None,))[0] is call:
+            del self._by_dialog[a_key]
         if call.a.dialog is not None:
-            self._by_dialog.pop((call.a.dialog.call_id, call.a.tag), None)
+            self._remember_ended((call.a.dialog.call_id, call.a.dialog.local_tag))
         if call.b is not None and call.b.dialog is not None:
-            self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
+            key = (call.b.dialog.call_id, call.b.dialog.local_tag)
+            if self._by_dialog.get(key, (None,))[0] is call:
+                del self._by_dialog[key]
+            self._remember_ended(key)
         legs = [] if call.placed else [(call.a.invite.call_id or "", "inbound", call.caller)]
         legs += [(lg.invite.call_id or "", "outbound", lg.target.user or lg.target.uri) for lg in call.legs]
         self.publish(CallEnded(ts=call.end, call_uuid=call.uuid, cause=cause, side=side))

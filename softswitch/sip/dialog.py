@@ -168,3 +168,33 @@ def _without_tag(na: NameAddr) -> str:
     params = {k: v for k, v in na.params.items() if k.lower() != "tag"}
     copy = NameAddr(na.display, na.uri, params)
     return str(copy)
+
+
+@dataclass(frozen=True, slots=True)
+class Replaces:
+    """A Replaces header (RFC 3891): the dialog a new INVITE takes the place of.
+
+    `to_tag` is the local tag of the dialog at the UA that receives the INVITE, `from_tag` its remote tag.
+    """
+
+    call_id: str
+    to_tag: str
+    from_tag: str
+    early_only: bool = False
+
+
+def parse_replaces(value: str) -> Replaces:
+    """Parse `callid;to-tag=X;from-tag=Y[;early-only]`; raise ValueError when a part is missing."""
+    call_id, *params = (p.strip() for p in value.split(";"))
+    tags: dict[str, str] = {}
+    early_only = False
+    for param in params:
+        name, _, val = param.partition("=")
+        name = name.strip().lower()
+        if name == "early-only":
+            early_only = True
+        elif name in ("to-tag", "from-tag"):
+            tags[name] = val.strip().strip('"')
+    if not call_id or not tags.get("to-tag") or not tags.get("from-tag"):
+        raise ValueError(f"malformed Replaces: {value[:80]!r}")
+    return Replaces(call_id, tags["to-tag"], tags["from-tag"], early_only)
