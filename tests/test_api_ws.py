@@ -227,3 +227,32 @@ async def test_screen_pop_reaches_the_agent_before_their_phone_is_answered_then_
             result = await proc.wait()
             assert result.returncode == 0 and result.successful == 1, result.explain()
         assert not node.b2bua.calls
+
+
+async def test_cti_commands_on_the_websocket_run_rest_operations_with_the_connections_rights(tmp_path):
+    async with api_node(tmp_path) as (node, centre, api):
+        async with connect(ws_url(api, "agent")) as ws:
+            await read_until(ws, lambda m: m["kind"] == "hello")
+
+            async def ask(message: Any) -> dict[str, Any]:
+                await ws.send(message if isinstance(message, str) else json.dumps(message))
+                return (await read_until(ws, lambda m: m["kind"] == "reply"))[-1]
+
+            me = await ask({"id": 1, "method": "GET", "path": "/api/me"})
+            assert (me["id"], me["status"], me["result"]["agent"]) == (1, 200, "u0000")
+            login = await ask({"id": 2, "method": "POST", "path": "/api/agents/u0000/login"})
+            assert login["status"] == 200, login
+            assert centre.engine.agent_state("u0000").value == "available"
+            # The agent's token may not act for another agent, nor use supervisor operations.
+            other = await ask({"id": 3, "method": "POST", "path": "/api/agents/u0001/login"})
+            assert (other["status"], other["error"]) == (403, "forbidden")
+            assert (await ask({"id": 4, "method": "GET", "path": "/api/agents"}))["status"] == 403
+            bad_body = await ask({"id": 5, "method": "POST", "path": "/api/calls", "body": {"number": "x"}})
+            assert bad_body["status"] == 422 and bad_body["detail"][0]["field"] == "number"
+            assert (await ask("not json"))["error"] == "bad_json"
+            assert (await ask([1, 2]))["error"] == "bad_command"
+            assert (await ask({"id": 6, "method": "GET", "path": "/metrics"}))["error"] == "bad_command"
+            assert (await ask({"id": 7, "method": "GET", "path": "/api/nowhere"}))["status"] == 404
+            assert (await ask({"id": 8, "method": "DELETE", "path": "/api/me"}))["status"] == 405
+            queues = await ask({"id": 9, "method": "GET", "path": "/api/queues"})
+            assert queues["status"] == 200 and queues["id"] == 9

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from softswitch.events import CDR, RecordingSaved
 from tests.nodes import DOMAIN, node_config, running_node, wait_for, wait_for_cdrs
@@ -65,3 +67,36 @@ async def test_click_to_call_rings_the_agent_then_the_customer_and_records_the_c
         # SIPp phones send no RTP, so the file holds (almost) nothing; the audio itself is checked
         # with real softphones in test_baresip_media.py.
         assert hashlib.sha256(data).hexdigest() == rec.sha256 and rec.channels == 2
+
+
+async def test_click_to_call_as_a_cti_command_on_the_agents_websocket(tmp_path):
+    require_sipp()
+    directory = {"users": [
+        {"id": "2001", "password": "pw-2001", "agent": {"skills": {"sales": 5}}},
+        {"id": "3001", "password": "pw-3001"},
+    ]}
+    tokens = [{"token": "agent-2001-token", "role": "agent", "agent": "2001"}]
+    config = node_config(tmp_path, directory=directory, api={"tokens": tokens},
+                         media={"recordings_dir": str(tmp_path / "rec")})
+    async with running_node(config) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        agent_port = await register(node, tmp_path, "2001", "pw-2001")
+        customer_port = await register(node, tmp_path, "3001", "pw-3001")
+        agent = await start_sipp("uas_answer.xml", None, port=agent_port, calls=1, timeout=30)
+        customer = await start_sipp("uas_answer_then_bye.xml", None, port=customer_port, calls=1, timeout=30)
+        await asyncio.sleep(0.3)
+        url = f"ws://{config.api.host}:{node.api.port}/ws/events?token=agent-2001-token"
+        async with connect(url) as ws:
+            await ws.send(json.dumps({"id": "c1", "method": "POST", "path": "/api/calls",
+                                      "body": {"number": "3001", "customer_id": "C-10"}}))
+            async with asyncio.timeout(5):
+                while (reply := json.loads(await ws.recv()))["kind"] != "reply":
+                    pass
+            assert reply["id"] == "c1" and reply["status"] == 200, reply
+            assert reply["result"]["result"] == {"ringing": "2001"}
+        assert (await customer.wait()).successful == 1
+        assert (await agent.wait()).successful == 1
+        await wait_for_cdrs(events)
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    assert (cdr.agent, cdr.customer_id, cdr.disposition) == ("2001", "C-10", "answered")

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Match, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from softswitch.api.auth import ROLES, Principal, TokenTable, bearer
@@ -32,7 +32,7 @@ from softswitch.api.centre import (
     NotFound,
     NotSupported,
 )
-from softswitch.api.cti import CLOSE, Client, CtiHub, resolve
+from softswitch.api.cti import CLOSE, Client, CtiHub, dumps, resolve
 from softswitch.api.docs import docs_page
 from softswitch.api.metrics import NodeMetrics
 from softswitch.api.wallboard import WALLBOARD_HTML
@@ -231,6 +231,7 @@ class ApiServer:
         by_path: dict[str, dict[str, Endpoint]] = {}
         for ep in self.endpoints:
             by_path.setdefault(ep.path, {})[ep.method] = ep
+        self._by_path = by_path
         routes: list[Route | WebSocketRoute] = [
             Route(path, self._dispatcher(methods), methods=list(methods)) for path, methods in by_path.items()
         ]
@@ -249,28 +250,74 @@ class ApiServer:
 
     def _dispatcher(self, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
         async def dispatch(request: Request) -> Response:
-            ep = methods[request.method]
             principal = self._authenticate(request.headers.get("authorization"), None)
-            agent = request.path_params.get("agent")
-            if not principal.at_least(ep.role) and not (ep.own_agent and agent is not None
-                                                        and principal.agent == agent):
-                raise ApiError(403, "forbidden", f"{ep.method} {ep.path} needs the {ep.role} role"
-                               + (" or the agent's own token" if ep.own_agent else ""))
-            try:
-                result = await ep.handler(request, principal)
-            except NotSupported as exc:
-                raise ApiError(501, "not_supported", _text(exc)) from None
-            except StoreUnavailable as exc:
-                raise ApiError(503, "unavailable", f"the database is unavailable: {exc}") from None
-            except (NotFound, LookupError) as exc:
-                raise ApiError(404, "not_found", _text(exc)) from None
-            except (Conflict, ValueError) as exc:
-                raise ApiError(409, "conflict", _text(exc)) from None
+            result = await self._invoke(methods[request.method], request, principal)
             if isinstance(result, Response):
                 return result
             return JSONResponse(result)
 
         return dispatch
+
+    async def _invoke(self, ep: Endpoint, request: Request, principal: Principal) -> Any:
+        """Run one operation for `principal` (REST request or CTI command); errors as ApiError."""
+        agent = request.path_params.get("agent")
+        if not principal.at_least(ep.role) and not (ep.own_agent and agent is not None
+                                                    and principal.agent == agent):
+            raise ApiError(403, "forbidden", f"{ep.method} {ep.path} needs the {ep.role} role"
+                           + (" or the agent's own token" if ep.own_agent else ""))
+        try:
+            return await ep.handler(request, principal)
+        except NotSupported as exc:
+            raise ApiError(501, "not_supported", _text(exc)) from None
+        except StoreUnavailable as exc:
+            raise ApiError(503, "unavailable", f"the database is unavailable: {exc}") from None
+        except (NotFound, LookupError) as exc:
+            raise ApiError(404, "not_found", _text(exc)) from None
+        except (Conflict, ValueError) as exc:
+            raise ApiError(409, "conflict", _text(exc)) from None
+
+    async def command(self, text: str, principal: Principal) -> dict[str, Any]:
+        """A CTI command sent on the WebSocket: {"id", "method", "path", "body"} names any REST
+        operation (click-to-call is {"method": "POST", "path": "/api/calls", "body": {...}}) and is
+        answered on the same socket with {"kind": "reply", "id", "status", "result" or "error"}."""
+        cid: Any = None
+        try:
+            try:
+                msg = json.loads(text)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "bad_json", f"the command is not JSON: {exc}") from None
+            if not isinstance(msg, dict):
+                raise ApiError(400, "bad_command", "send a JSON object: {id, method, path, body}")
+            cid = msg.get("id")
+            method, target, body = msg.get("method"), msg.get("path"), msg.get("body", {})
+            if not isinstance(method, str) or not isinstance(target, str) or not target.startswith("/api/"):
+                raise ApiError(400, "bad_command", "name the operation: method and a path under /api/")
+            path, _, query = target.partition("?")
+            scope: dict[str, Any] = {
+                "type": "http", "method": method.upper(), "path": path, "root_path": "",
+                "query_string": query.encode(), "headers": [(b"content-type", b"application/json")],
+            }
+            for route in self.app.routes:
+                if isinstance(route, Route) and route.path in self._by_path:
+                    match, child = route.matches(scope)
+                    if match != Match.NONE:
+                        break
+            else:
+                raise ApiError(404, "not_found", f"no operation at {path}")
+            ep = self._by_path[route.path].get(scope["method"])
+            if ep is None:
+                raise ApiError(405, "method_not_allowed", f"{scope['method']} {route.path} is not an operation")
+            raw = json.dumps(body).encode()
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": raw, "more_body": False}
+
+            result = await self._invoke(ep, Request({**scope, **child}, receive), principal)
+            if isinstance(result, Response):
+                result = None
+            return {"kind": "reply", "id": cid, "status": 200, "result": result}
+        except ApiError as exc:
+            return {"kind": "reply", "id": cid, "status": exc.status, "error": exc.error, "detail": exc.detail}
 
     def _authenticate(self, authorization: str | None, query_token: str | None) -> Principal:
         token = bearer(authorization) or query_token
@@ -417,7 +464,7 @@ class ApiServer:
         await websocket.accept()
         client = Client(principal, kinds)
         await self.hub.add(client)
-        reader = asyncio.ensure_future(_drain_incoming(websocket))
+        reader = asyncio.ensure_future(self._read_commands(websocket, client))
         try:
             while True:
                 getter = asyncio.ensure_future(client.queue.get())
@@ -439,6 +486,24 @@ class ApiServer:
                 await reader
             with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
                 await websocket.close()
+
+    async def _read_commands(self, websocket: WebSocket, client: Client) -> None:
+        """Read what the client sends: CTI commands, answered in order on the same socket. Returns
+        when the client closes, so the sender notices."""
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            try:
+                reply = await self.command(text, client.principal)
+            except Exception:
+                log.exception("CTI command failed")
+                reply = {"kind": "reply", "id": None, "status": 500, "error": "internal_error",
+                         "detail": "the node failed to carry out the command; see its log"}
+            client.put_text(dumps(reply))
 
     # -- OpenAPI -------------------------------------------------------------------------------
 
@@ -474,7 +539,9 @@ class ApiServer:
                     "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}}}
             paths.setdefault(ep.path, {})[ep.method.lower()] = op
         paths["/ws/events"] = {"get": {
-            "summary": "CTI event stream (WebSocket; token as ?token= or bearer header; ?kinds=a,b filters)",
+            "summary": ("CTI event stream (WebSocket; token as ?token= or bearer header; ?kinds=a,b filters); "
+                        "commands sent on it, {id, method, path, body} naming any /api/ operation, are "
+                        "answered with {kind: reply, id, status, result or error}"),
             "responses": {"101": {"description": "switching protocols"}},
         }}
         paths["/metrics"] = {"get": {"summary": "Prometheus metrics",
@@ -491,12 +558,6 @@ class ApiServer:
         }
 
 
-async def _drain_incoming(websocket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, so a close from its side is noticed."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
 
 
 async def _body(request: Request, model: type[Any]) -> Any:
