@@ -334,6 +334,44 @@ def test_affinity_wait_expires_then_normal_strategy_applies_and_a_miss_is_counte
     assert (live.affinity_hits, live.affinity_misses) == (0, 1)
 
 
+def test_a_scheduled_callback_goes_to_the_booking_agent_even_when_another_has_been_idle_longer() -> None:
+    eng = make(QueueConfig("q"), [agent("a"), agent("b")])
+    d = eng.caller_joined("cb1", "q", 10.0, number="0312345678", prefer="b", prefer_wait=120,
+                          callback_number="0312345678")
+    (o,) = of(d, Offer)
+    assert (o.agent, o.callback_number) == ("b", "0312345678")
+
+
+def test_a_scheduled_callback_waits_for_its_busy_agent_then_goes_to_the_queue() -> None:
+    eng = make(QueueConfig("q", ring_timeout=100), [agent("a"), agent("b")], login=False)
+    eng.agent_logged_in("b", 0.0)
+    busy_all(eng, ["b"], 1.0)
+    eng.agent_logged_in("a", 1.0)
+    d = eng.caller_joined("cb1", "q", 10.0, number="n", prefer="b", prefer_wait=60, callback_number="n")
+    assert of(d, Offer) == []  # a is free, but the callback waits for b who booked it
+    assert eng.next_deadline() == 70.0
+    assert offer_to(eng.tick(70.0)) == [("cb1", "a")]
+
+
+def test_a_callback_for_an_agent_who_is_logged_out_goes_straight_to_the_queue() -> None:
+    eng = make(QueueConfig("q"), [agent("a"), agent("b")], login=False)
+    eng.agent_logged_in("a", 0.0)
+    d = eng.caller_joined("cb1", "q", 10.0, number="n", prefer="b", prefer_wait=60, callback_number="n")
+    assert offer_to(d) == [("cb1", "a")]
+
+
+def test_available_agents_lists_only_free_reachable_members_of_the_queue() -> None:
+    eng = AcdEngine([QueueConfig("q"), QueueConfig("r")], [agent("a"), agent("b"), agent("c"), agent("d", "r")])
+    for aid in "abcd":
+        eng.agent_logged_in(aid, 0.0)
+    eng.agent_paused("b", "lunch", 1.0)
+    eng.set_reachable("c", False, 1.0)
+    assert eng.available_agents("q") == ["a"]
+    eng.caller_joined("x", "q", 2.0)
+    assert eng.available_agents("q") == []
+    assert eng.available_agents("r") == ["d"]
+
+
 def test_answered_calls_are_remembered_for_affinity_and_survive_export_and_load() -> None:
     eng = make(QueueConfig("q"), [agent("a")])
     eng.caller_joined("x", "q", 0.0, customer_id="C1")
