@@ -120,3 +120,27 @@ async def test_invite_with_replaces_naming_an_unknown_dialog_gets_481(tmp_path):
                                 timeout=20)
         assert result.returncode == 0 and result.successful == 1, result.explain()
         assert len(node.b2bua) == 0
+
+
+async def test_invite_with_replaces_takes_over_a_relayed_call_and_the_replaced_phone_is_hung_up(tmp_path):
+    users = make_users(3)
+    first, held, taker = users
+    async with running_node(node_config(tmp_path, users=users)) as node:
+        events: list = []
+        node.bus.subscribe(events.append)
+        c = await phone(node, tmp_path, held, "uas_transferee.xml")  # re-INVITEd with the taker's offer
+        await asyncio.sleep(0.3)
+        lines = []
+        for user, role in ((first, "first"), (taker, "second")):
+            lines.append(";".join([user[0], f"[authentication username={user[0]} password={user[1]}]", DOMAIN,
+                                   held[0], role]))
+        inf = tmp_path / "phones.csv"
+        inf.write_text("SEQUENTIAL\n" + "\n".join(lines) + "\n")
+        a = await run_sipp("uac_replacing_phone.xml", node.address("udp"), inf=inf, calls=2, rate=1,
+                           extra=["-rp", "1000", "-cid_str", "%u-%p-rep"], timeout=30)
+        assert a.returncode == 0 and a.successful == 2, a.explain()
+        result = await c.wait()
+        assert result.returncode == 0 and result.successful == 1, result.explain()
+        (cdr,) = await wait_for_cdrs(events)
+        assert cdr.disposition == "answered" and cdr.caller == first[0] and cdr.hangup_side == "caller"
+        assert await wait_for(lambda: len(node.b2bua) == 0)
