@@ -241,6 +241,7 @@ class Campaigns:
         self.callbacks: dict[str, ScheduledCallback] = {}
         self._dirty: dict[tuple[str, str], CampaignRecord] = {}
         self._dirty_callbacks: dict[str, ScheduledCallback] = {}
+        self._dirty_campaigns: dict[str, Campaign] = {}
         self._flush_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._pace_handle: asyncio.Handle | None = None
@@ -582,14 +583,8 @@ class Campaigns:
             self._start_call(run, dial, self._customer_first(run, dial))
         if run.dialer.finished() and not run.calls and run.state == "running":
             run.state = "finished"
-            self._spawn(self._save_state(run))
-
-    async def _save_state(self, run: Run) -> None:
-        try:
-            now = self.clock()
-            await self._require_store().upsert_campaign(run.spec.to_campaign(run.state, run.created, now))
-        except StoreUnavailable as exc:
-            log.warning("campaign %s: state %s not saved yet: %s", run.id, run.state, exc)
+            self._dirty_campaigns[run.id] = run.spec.to_campaign(run.state, run.created, now)
+            self._flush_wanted.set()
 
     def _arm(self) -> None:
         if self._halted:
@@ -669,7 +664,8 @@ class Campaigns:
         cmd = c.EnqueueAcd(queue=spec.queue, priority=10, max_wait=spec.connect_window + 30.0 if predictive else 60.0,
                            variables=variables)
         queued = asyncio.ensure_future(
-            self.centre.enqueue(cc, cmd, assign_within=spec.connect_window if predictive else None))
+            self.centre.enqueue(cc, cmd, assign_within=spec.connect_window if predictive else None,
+                                number=record.number))
         hung_up = asyncio.ensure_future(cc.ended.wait())
         try:
             await asyncio.wait({queued, hung_up}, return_when=asyncio.FIRST_COMPLETED)
@@ -813,6 +809,17 @@ class Campaigns:
                 for k, v in batch.items():
                     self._dirty.setdefault(k, v)
                 raise
+        if self._dirty_campaigns:
+            campaigns, self._dirty_campaigns = self._dirty_campaigns, {}
+            for cid in list(campaigns):
+                try:
+                    if cid in self.runs:  # not deleted meanwhile
+                        await store.upsert_campaign(campaigns[cid])
+                except BaseException:
+                    for k, v in campaigns.items():
+                        self._dirty_campaigns.setdefault(k, v)
+                    raise
+                del campaigns[cid]
         if self._dirty_callbacks:
             cbs, self._dirty_callbacks = self._dirty_callbacks, {}
             done: list[str] = []

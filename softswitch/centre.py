@@ -98,6 +98,7 @@ class Waiting:
     moh: object | None = None
     joined: float = field(default_factory=time.time)
     variables: dict[str, str] = field(default_factory=dict)  # shown on the agent's screen pop
+    number: str = ""  # the customer's number (the caller's, or the callee's of a call placed out)
 
 
 @dataclass
@@ -157,16 +158,18 @@ class ContactCentre:
         self.apply(decisions)
 
     async def enqueue(self, session: CallSession, cmd: c.EnqueueAcd, *,
-                      assign_within: float | None = None) -> c.QueueResult:
+                      assign_within: float | None = None, number: str | None = None) -> c.QueueResult:
         """Put a call in a queue and wait until it is answered by an agent or leaves the queue.
 
         With `assign_within`, a caller that no agent has been offered within that many seconds
-        leaves with outcome "timeout" (a predictive dialler's answered call finding nobody free)."""
+        leaves with outcome "timeout" (a predictive dialler's answered call finding nobody free).
+        `number` is the customer's when it is not the caller's (a call the switch placed out)."""
         call = session.call
         if cmd.queue not in {q.name for q in self.config.queues}:
             return c.QueueResult(outcome="no_agents")
         loop = asyncio.get_running_loop()
-        w = Waiting(session=session, result=loop.create_future(), queue=cmd.queue, variables=dict(cmd.variables))
+        w = Waiting(session=session, result=loop.create_future(), queue=cmd.queue, variables=dict(cmd.variables),
+                    number=number or call.caller)
         if cmd.max_waiting is not None and self.engine.queue_status(cmd.queue, time.time()).get("waiting", 0) >= cmd.max_waiting:
             return c.QueueResult(outcome="full")
         self.waiting[call.uuid] = w
@@ -174,10 +177,10 @@ class ContactCentre:
         call.customer_id = cmd.variables.get("customer_id", "")
         await self._start_moh(w)
         self.publish(QueueEvent(ts=time.time(), queue=cmd.queue, call_uuid=call.uuid, event="joined",
-                                caller=call.caller, reason="dialplan queue step"))
+                                caller=w.number, reason="dialplan queue step"))
         decisions = self.engine.caller_joined(
             call.uuid, cmd.queue, time.time(), priority=cmd.priority or 0, skills=cmd.skills or None,
-            number=call.caller, customer_id=call.customer_id,
+            number=w.number, customer_id=call.customer_id,
         )
         self.apply(decisions)
         key = self._callback_key(cmd.queue)
@@ -222,7 +225,7 @@ class ContactCentre:
             now = time.time()
             if caller not in self.callbacks:
                 self.publish(QueueEvent(ts=now, queue=w.queue, call_uuid=caller, event="abandoned",
-                                        caller=w.session.call.caller, wait=now - w.joined,
+                                        caller=w.number, wait=now - w.joined,
                                         reason="caller hung up or left the queue"))
             # With a callback requested the engine keeps the caller's place.
             self.apply(self.engine.caller_left(caller, now))

@@ -155,6 +155,11 @@ async def test_a_progressive_campaign_of_200_numbers_accounts_for_every_record(t
     assert {(a["record_id"], a["result"]) for a in stored} == {(a.record_id, a.result) for a in attempts}
     cdrs = [e for e in events if isinstance(e, CDR) and e.trunk == "carrier"]
     assert len(cdrs) == 200
+    # Each agent's screen shows the record's fields and why they are called.
+    pops = {e.customer_id: e for e in events if isinstance(e, ScreenPop)}
+    assert len(pops) == 140
+    assert pops["C0"].variables["name"] == "顧客0" and pops["C0"].variables["campaign"] == "spring"
+    assert pops["C0"].caller == "0355500000"
     connected = {a.call_uuid: a for a in attempts if a.result == "connected"}
     for cdr in cdrs:
         if cdr.call_uuid in connected:
@@ -352,3 +357,58 @@ async def test_call_lists_are_validated_line_by_line_and_campaign_errors_are_cle
     async with running_node(config) as node:
         run = node.campaigns.runs["x"]
         assert run.state == "draft" and list(run.dialer.records()) == ["a1"]
+
+
+async def test_a_database_outage_mid_campaign_loses_no_record_state_and_no_attempt(tmp_path):
+    require_sipp()
+    from softswitch.store.testing import Outage, pg_url, temporary_database_sync
+
+    agents = ["2001", "2002", "2003"]
+    carrier_port = free_port(CARRIER_IP)
+    dbs = temporary_database_sync("softswitch_campaign")
+    db = next(dbs)
+    try:
+        config = campaign_config(tmp_path, agents, carrier_port).model_copy(update={"database": pg_url(db)})
+        async with running_node(config) as node, agent_phones(node, tmp_path, agents), Outage(db) as outage:
+            carrier = await start_carrier(carrier_port, calls=60, talk_ms=200)
+            api = f"http://{config.api.host}:{node.api.port}"
+            async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+                await create_campaign(http, "storm", "progressive", max_attempts=1, ring_timeout=5)
+                lines = ["id,number"] + [f"s{i},03-5552-{i:03d}{'5' if i % 3 else '1'}" for i in range(60)]
+                r = await http.post("/api/campaigns/storm/records", json={"csv": "\n".join(lines)},
+                                    headers=SUPERVISOR)
+                assert r.json()["added"] == 60, r.text
+                await http.put("/api/campaigns/storm/state", json={"state": "running"}, headers=SUPERVISOR)
+                await wait_for(lambda: node.campaigns.runs["storm"].dialer.stats(time.time())["attempts"] >= 10,
+                               timeout=30)
+                await outage.cut()
+                # Dialling goes on while the database is away; what needs it says so.
+                r = await http.get("/api/campaigns/storm/attempts", headers=SUPERVISOR)
+                assert r.status_code == 503, r.text
+                final = await campaign_finished(http, "storm", 120)
+                assert final["stats"]["completed_attempts"] == 60
+                await outage.restore()
+                # The writer replays its spool and the record states are written behind.
+                end = time.monotonic() + 60
+                while time.monotonic() < end:
+                    try:
+                        stored = await node.store.campaign_attempts("storm")
+                        rows = await node.store.campaign_records("storm")
+                        campaign = await node.store.get_campaign("storm")
+                    except Exception:
+                        stored, rows, campaign = [], [], None
+                    if (len(stored) == 60 and campaign is not None and campaign.state == "finished"
+                            and all(r.state in ("done", "failed") for r in rows)):
+                        break
+                    await asyncio.sleep(0.5)
+            assert (await carrier.wait()).successful == 60
+        assert sorted(a["record_id"] for a in stored) == sorted(f"s{i}" for i in range(60))
+        assert {r.id: r.state for r in rows} == {f"s{i}": ("done" if i % 3 else "failed") for i in range(60)}
+        assert campaign is not None and campaign.state == "finished"
+        # A restart finds the campaign as it ended.
+        async with running_node(config) as node:
+            run = node.campaigns.runs["storm"]
+            assert run.state == "finished"
+            assert run.dialer.stats(time.time())["done"] == 40
+    finally:
+        next(dbs, None)

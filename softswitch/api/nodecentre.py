@@ -106,7 +106,7 @@ class NodeCentre:
         decisions = self._engine.caller_left(call_uuid, now)
         w.queue = queue
         call.queue = queue
-        decisions += self._engine.caller_joined(call_uuid, queue, now, number=call.caller,
+        decisions += self._engine.caller_joined(call_uuid, queue, now, number=w.number or call.caller,
                                                 customer_id=call.customer_id, join_time=w.joined)
         centre.apply(decisions)
         return {"position": self._engine.position(call_uuid)}
@@ -155,5 +155,5 @@ class NodeCentre:
         call = w.session.call
         interp = getattr(w.session, "interp", None)
         variables = {**w.variables, **dict(getattr(interp, "variables", {}) or {})}
-        return {"number": call.caller, "customer_id": call.customer_id, "queue": w.queue,
+        return {"number": w.number or call.caller, "customer_id": call.customer_id, "queue": w.queue,
                 "variables": variables, "joined_at": w.joined}
