@@ -270,6 +270,9 @@ async def test_do_not_call_numbers_are_never_dialled_and_a_closed_schedule_dials
             night = (await http.get("/api/campaigns/night", headers=SUPERVISOR)).json()
             rows = {r["id"]: r["state"] for r in (await http.get("/api/campaigns/day/records",
                                                                  headers=SUPERVISOR)).json()["records"]}
+            metrics = (await http.get("/metrics")).text
+            assert 'softswitch_campaign_records{campaign="day",state="dnc"} 2.0' in metrics
+            assert 'softswitch_campaign_running{campaign="night"} 1.0' in metrics
             assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 200
             assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 404
         assert (await carrier.wait()).successful == 2

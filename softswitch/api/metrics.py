@@ -67,6 +67,31 @@ class _Live(Collector):
             by_state.add_metric([state], float(n))
         yield by_state
         yield _gauge("softswitch_bus_events_dropped", "Events dropped for slow bus consumers.", m.bus.dropped)
+        if m.campaigns is not None:
+            yield from _campaign_metrics(m.campaigns())
+
+
+def _campaign_metrics(campaigns: list[dict[str, Any]]) -> Iterator[Metric]:
+    records = GaugeMetricFamily("softswitch_campaign_records", "Call-list records by state.",
+                                labels=["campaign", "state"])
+    running = GaugeMetricFamily("softswitch_campaign_running", "1 while the campaign dials.", labels=["campaign"])
+    calls = GaugeMetricFamily("softswitch_campaign_calls", "Campaign calls in progress.", labels=["campaign"])
+    abandon = GaugeMetricFamily("softswitch_campaign_abandon_rate",
+                                "Answered calls that found no agent in time / answered calls.", labels=["campaign"])
+    answered = GaugeMetricFamily("softswitch_campaign_answered", "Calls answered by customers.", labels=["campaign"])
+    lines = GaugeMetricFamily("softswitch_campaign_lines_per_agent", "Lines dialled per free agent (last decision).",
+                              labels=["campaign"])
+    for c in campaigns:
+        cid = str(c["id"])
+        stats = dict(c.get("stats") or {})
+        for state, n in dict(stats.get("states") or {}).items():
+            records.add_metric([cid, str(state)], float(n))
+        running.add_metric([cid], 1.0 if c.get("state") == "running" else 0.0)
+        calls.add_metric([cid], float(c.get("calls_in_progress", 0)))
+        abandon.add_metric([cid], float(stats.get("abandon_rate") or 0.0))
+        answered.add_metric([cid], float(stats.get("answered") or 0))
+        lines.add_metric([cid], float(stats.get("lines_per_agent") or 0.0))
+    yield from (records, running, calls, abandon, answered, lines)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -83,8 +108,10 @@ class NodeMetrics:
         active_calls: Callable[[], int],
         registrations: Callable[[float], int],
         media_legs: Callable[[], list[dict[str, Any]]] | None = None,
+        campaigns: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.bus = bus
+        self.campaigns = campaigns  # described campaigns, read at scrape time
         self.active_calls = active_calls
         self.registrations = registrations
         self.media_legs = media_legs  # per-leg stats of the media backend, read at scrape time

@@ -137,6 +137,7 @@ class ApiServer:
             active_calls=lambda: len(node.b2bua),
             registrations=node.registrar.count,
             media_legs=_media_legs(node),
+            campaigns=node.campaigns.list,
         )
         self.hub = CtiHub(node.bus, centre, lambda: node.store.recent_calls if node.store is not None else None)
         self.endpoints = self._endpoints()
