@@ -71,8 +71,8 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER, NOTIFY, UPDATE, INF
 SHUTDOWN_GRACE = 30.0
 #: Option tags we implement, for Require (420) and Supported. Session timers are run by the switch on
 #: calls it answers and passed end to end on relayed ones; an INVITE with Replaces (RFC 3891) takes
-#: over a leg of a call through the switch.
-SUPPORTED: frozenset[str] = frozenset({"timer", "replaces"})
+#: over a leg of a call through the switch; provisionals go reliably (RFC 3262) to callers that ask.
+SUPPORTED: frozenset[str] = frozenset({"timer", "replaces", "100rel"})
 
 RequestHandler = Callable[[Request, Addr], None]
 

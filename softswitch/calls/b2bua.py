@@ -20,6 +20,7 @@ from softswitch.events import CDR, CallAnswered, CallEnded, CallStarted, Event
 from softswitch.sip.dialog import Dialog, DialogError, Replaces, parse_replaces
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import Request, Response, make_response, new_call_id, new_tag
+from softswitch.sip.reliable import Output, PrackTimeout, ReliableProvisionals, SendResponse
 from softswitch.sip.transaction import Addr
 from softswitch.sip.uri import SipURI, parse_name_addr
 
@@ -86,6 +87,9 @@ class InLeg:
     answer: Response | None = None
     acked: bool = False
     retransmit_cancel: Callable[[], None] | None = None
+    # RFC 3262 towards a caller that supports 100rel: its provisionals go reliably.
+    reliable: ReliableProvisionals | None = None
+    reliable_timer: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -226,7 +230,8 @@ class B2BUA:
             uuid=uuid.uuid4().hex,
             caller=caller,
             callee=callee,
-            a=InLeg(invite=invite, source=source, tag=new_tag()),
+            a=InLeg(invite=invite, source=source, tag=new_tag(),
+                    reliable=ReliableProvisionals.for_invite(invite, t1=self.t1)),
             start=self.clock(),
             trunk=trunk,
             did=did,
@@ -370,7 +375,54 @@ class B2BUA:
             if ctype:
                 out.headers.add("Content-Type", ctype)
             out.headers.add("Contact", self.sip.contact(call.callee, call.a.source))
-        self.sip.respond(out)
+        self._provisional(call, out)
+
+    def _provisional(self, call: Call, resp: Response) -> None:
+        """A 1xx to the caller: reliable (RFC 3262) when the caller supports 100rel, else as is."""
+        rel = call.a.reliable
+        if rel is None or resp.status == 100:
+            self.sip.respond(resp)
+            return
+        if resp.headers.get("Contact") is None:
+            resp.headers.add("Contact", self.sip.contact(call.callee, call.a.source))
+        # The early dialog: the caller's PRACKs come in it.
+        self._by_dialog.setdefault((call.a.invite.call_id or "", call.a.tag), (call, "a"))
+        self._run_reliable(call, rel.provisional(resp, self.clock()))
+
+    def _answer_caller(self, call: Call, ok: Response) -> None:
+        """Send the caller our 2xx and resend it until the ACK; with 100rel it may wait for a PRACK."""
+        rel = call.a.reliable
+        self._run_reliable(call, rel.final(ok, self.clock()) if rel is not None else [SendResponse(ok)])
+
+    def _run_reliable(self, call: Call, outputs: list[Output]) -> None:
+        """Carry out what the RFC 3262 sender asks, and arm its next timer."""
+        for out in outputs:
+            if isinstance(out, SendResponse):
+                self.sip.respond(out.response)
+                if 200 <= out.response.status < 300 and out.response is call.a.answer:
+                    self._retransmit_2xx(call, self.t1)
+            elif isinstance(out, PrackTimeout):
+                self._prack_timeout(call)
+                return
+        rel = call.a.reliable
+        if call.a.reliable_timer is not None:
+            call.a.reliable_timer()
+            call.a.reliable_timer = None
+        deadline = rel.next_deadline if rel is not None else None
+        if rel is not None and deadline is not None:
+            call.a.reliable_timer = self.sip.call_later(
+                max(0.0, deadline - self.clock()), lambda: self._run_reliable(call, rel.tick(self.clock())))
+
+    def _prack_timeout(self, call: Call) -> None:
+        """No PRACK for a reliable provisional in 64*T1: the caller is unreachable; 5xx (RFC 3262 s3)."""
+        log.info("call %s: no PRACK from the caller, failing the call", call.uuid)
+        for leg in call.legs:
+            if not leg.done:
+                self._cancel_leg(leg)
+        if call.b is not None and call.b.dialog is not None and call.state == "answered":
+            self._bye(call.b.dialog, call.b.target.dest)  # answered, but the caller never got the 2xx
+        self.sip.respond(make_response(call.a.invite, 504, "No PRACK", to_tag=call.a.tag))
+        self._finish(call, "failed", "no-prack", "caller")
 
     def _on_leg_answered(self, call: Call, leg: OutLeg, resp: Response) -> None:
         dialog = Dialog.as_uac(leg.invite, resp)
@@ -408,8 +460,7 @@ class B2BUA:
         call.a.dialog = Dialog.as_uas(a, call.a.tag)
         call.a.dialog.confirm()
         self._by_dialog[(call.a.dialog.call_id, call.a.tag)] = (call, "a")
-        self.sip.respond(ok)
-        self._retransmit_2xx(call, self.t1)
+        self._answer_caller(call, ok)
         self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by=leg.target.user or call.callee))
 
     def _retransmit_2xx(self, call: Call, interval: float, elapsed: float = 0.0) -> None:
@@ -484,8 +535,9 @@ class B2BUA:
                trunk: str = "", did: str = "") -> Call:
         """Take a new INVITE as a call the switch itself handles; sends 100 Trying."""
         call = Call(uuid=uuid.uuid4().hex, caller=caller, callee=callee,
-                    a=InLeg(invite=invite, source=source, tag=new_tag()), start=self.clock(),
-                    trunk=trunk, did=did, local=True, observer=observer, state="ringing")
+                    a=InLeg(invite=invite, source=source, tag=new_tag(),
+                            reliable=ReliableProvisionals.for_invite(invite, t1=self.t1)),
+                    start=self.clock(), trunk=trunk, did=did, local=True, observer=observer, state="ringing")
         self.calls[call.uuid] = call
         self._by_invite[self._invite_key(invite)] = call
         self.publish(CallStarted(ts=call.start, call_uuid=call.uuid, caller=caller, callee=callee,
@@ -517,8 +569,7 @@ class B2BUA:
         self._by_dialog[(call.a.dialog.call_id, call.a.tag)] = (call, "a")
         call.state = "answered"
         call.answer = self.clock()
-        self.sip.respond(ok)
-        self._retransmit_2xx(call, self.t1)
+        self._answer_caller(call, ok)
         if interval is not None:
             self._schedule_refresh(call, interval)
         self.publish(CallAnswered(ts=call.answer, call_uuid=call.uuid, answered_by="switch"))
@@ -573,7 +624,7 @@ class B2BUA:
         """Tell a caller not yet answered that the far end is ringing (180)."""
         if call.state == "ringing" and not call.pending.get("rang"):
             call.pending["rang"] = ("180", None)
-            self.sip.respond(make_response(call.a.invite, 180, "Ringing", to_tag=call.a.tag))
+            self._provisional(call, make_response(call.a.invite, 180, "Ringing", to_tag=call.a.tag))
 
     def reject(self, call: Call, status: int, reason: str | None = None, cause: str = "") -> None:
         """Refuse a call not yet answered (closed, no route, busy...)."""
@@ -766,6 +817,16 @@ class B2BUA:
                 return True
             return False
         call, side = found
+        if req.method == "PRACK":
+            # Acknowledges our reliable provisional (RFC 3262); never relayed: each leg has its own.
+            rel = call.a.reliable if side == "a" else None
+            if rel is None:
+                self.sip.respond(make_response(req, 481, "Call/Transaction Does Not Exist"))
+                return True
+            status, outputs = rel.prack(req, self.clock())
+            self.sip.respond(make_response(req, status, None))
+            self._run_reliable(call, outputs)
+            return True
         mine, other, other_dest = self._legs(call, side)
         tr = call.transfer
         if req.method == "BYE" and tr is not None and tr.side == side and mine is not None:
@@ -1368,6 +1429,10 @@ class B2BUA:
             refresh[1]()  # type: ignore[operator]
         if call.a.retransmit_cancel is not None:
             call.a.retransmit_cancel()  # no more 2xx retransmissions once the call is over
+        if call.a.reliable is not None:
+            call.a.reliable.stop()
+        if call.a.reliable_timer is not None:
+            call.a.reliable_timer()
         for attempt in call.attempts:
             self.cancel_attempt(attempt)
         self.calls.pop(call.uuid, None)
