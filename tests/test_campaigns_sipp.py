@@ -191,6 +191,7 @@ async def test_a_predictive_campaign_keeps_its_abandonment_under_the_ceiling(tmp
         carrier.kill()
         await carrier.wait()
     stats = final["stats"]
+    print("PREDICTIVE", {k: stats[k] for k in ("answered", "connected", "abandoned", "attempts", "mean_lines_per_agent", "abandon_target", "measured_answer_rate", "handle_time")})
     assert stats["answered"] >= 100, stats
     assert stats["abandoned"] / stats["answered"] <= 0.05, stats
     assert stats["connected"] + stats["abandoned"] == stats["answered"], stats
@@ -415,3 +416,34 @@ async def test_a_database_outage_mid_campaign_loses_no_record_state_and_no_attem
             assert run.dialer.stats(time.time())["done"] == 40
     finally:
         next(dbs, None)
+
+
+async def test_a_predictive_call_answered_when_no_agent_is_free_hears_a_message_and_counts_as_abandoned(tmp_path):
+    require_sipp()
+    agents = ["2001"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        events: list = []
+        node.bus.subscribe(events.append)
+        # The customer answers after 1.5 s of ringing and waits for the switch to hang up.
+        carrier = await start_carrier(carrier_port, calls=1)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "late", "predictive", max_attempts=1)
+            await http.post("/api/campaigns/late/records", json={"csv": "id,number\nz1,0355539999\n"},
+                            headers=SUPERVISOR)
+            await http.put("/api/campaigns/late/state", json={"state": "running"}, headers=SUPERVISOR)
+            await wait_for(lambda: node.campaigns.runs["late"].calls, timeout=5)
+            # The only agent goes on a break while the customer's phone rings.
+            r = await http.post("/api/agents/2001/pause", json={"reason": "break"}, headers=SUPERVISOR)
+            assert r.status_code == 200, r.text
+            final = await campaign_finished(http, "late", 30)
+        assert (await carrier.wait()).successful == 1
+    (attempt,) = [e for e in events if isinstance(e, CampaignAttempt)]
+    assert attempt.result == "abandoned" and attempt.answered is not None
+    assert final["stats"]["abandoned"] == 1 and final["stats"]["abandon_rate"] == 1.0
+    # The customer heard the apology before the switch hung up, about 2 s (the window) after answering.
+    assert attempt.ended - attempt.answered >= 2.0
+    (cdr,) = [e for e in events if isinstance(e, CDR)]
+    assert cdr.disposition == "answered" and cdr.agent == ""
