@@ -135,6 +135,7 @@ class Node:
         self.centre.services = self.sessions
         self.campaigns = Campaigns(centre=self.centre, services=self.sessions, bus=self.bus,
                                    store=lambda: self.store, target_for=self._campaign_target)
+        self.sessions.book_callback = self.campaigns.book_callback  # the dialplan's book_callback step
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "OPTIONS": self._on_options,

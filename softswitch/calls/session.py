@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
+from pydantic import ValidationError
 
 from media import sdp as sdpmod
 from media.backend import MediaBackend, PortPoolExhausted
@@ -31,6 +32,7 @@ from softswitch.sip.uri import parse_name_addr
 
 if TYPE_CHECKING:
     from media.tts import TtsRenderer
+    from softswitch.campaigns import CallbackSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,8 @@ class SessionServices:
                  lookup_user: Callable[[str], list[Target]], prompts_dir: Path, voicemail_dir: Path,
                  centre: Any = None, media_address: str = "127.0.0.1",
                  lookup_external: Callable[[str, str, str | None], Target | None] | None = None,
-                 hold_music: Callable[[], np.ndarray] | None = None) -> None:
+                 hold_music: Callable[[], np.ndarray] | None = None,
+                 book_callback: Callable[[CallbackSpec], Awaitable[dict[str, Any]]] | None = None) -> None:
         self.b2bua = b2bua
         self.media = media
         self.tts = tts
@@ -69,6 +72,7 @@ class SessionServices:
         self.lookup_user = lookup_user
         self.lookup_external = lookup_external
         self.hold_music = hold_music
+        self.book_callback = book_callback  # the node's campaigns book callbacks (None: not offered)
         self.prompts_dir = prompts_dir
         self.voicemail_dir = voicemail_dir
         self.centre = centre
@@ -304,6 +308,8 @@ class CallSession:
             return await self._voicemail(cmd)
         if isinstance(cmd, c.HttpLookup):
             return await self._http(cmd)
+        if isinstance(cmd, c.BookCallback):
+            return await self._book_callback(cmd)
         if isinstance(cmd, c.Publish):
             self.s.publish(cmd.event)
             return None
@@ -557,6 +563,24 @@ class CallSession:
         except httpx.HTTPError as exc:
             log.info("call %s: lookup %s failed: %s", self.call.uuid, cmd.url, exc)
             return c.HttpResult(status=0)
+
+    async def _book_callback(self, cmd: c.BookCallback) -> c.CallbackBooked:
+        """Book the callback with the node's campaigns; any failure is a result the plan branches on."""
+        from softswitch.campaigns import CallbackSpec  # here: campaigns imports this module
+
+        if self.s.book_callback is None:
+            return c.CallbackBooked(ok=False, error="callbacks are not available on this node")
+        try:
+            spec = CallbackSpec(number=cmd.number, due=cmd.due, queue=cmd.queue, agent=cmd.agent,
+                                customer_id=cmd.customer_id, note=cmd.note)
+            booked = await self.s.book_callback(spec)
+            return c.CallbackBooked(ok=True, id=str(booked["id"]), due=float(booked["due"]))
+        except ValidationError as exc:
+            error = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+        log.warning("call %s: callback to %s not booked: %s", self.call.uuid, cmd.number, error)
+        return c.CallbackBooked(ok=False, error=error)
 
     def _hangup(self, cause: str) -> None:
         if self.ended.is_set():

@@ -1,8 +1,9 @@
 """What the dialplan interpreter asks of a call (commands) and what the call reports back (results).
 
 Commands are executed by the call layer in the order given. Commands that take time (playback,
-digit collection, dialling, queueing, recording a message, an HTTP lookup) are answered by exactly
-one result; the interpreter does nothing until that result (or a `Timeout` at its deadline) is fed.
+digit collection, dialling, queueing, recording a message, an HTTP lookup, booking a callback) are
+answered by exactly one result; the interpreter does nothing until that result (or a `Timeout` at
+its deadline) is fed.
 """
 
 from __future__ import annotations
@@ -122,6 +123,19 @@ class HttpLookup(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class BookCallback(Command):
+    """Book a callback to `number` at `due` (epoch seconds), offered to `agent` first (empty: the
+    queue's agents), then to `queue`; answered by CallbackBooked."""
+
+    number: str
+    due: float
+    queue: str
+    agent: str = ""
+    customer_id: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Publish(Command):
     """Publish an event on the bus."""
 
@@ -176,6 +190,16 @@ class HttpResult(Result):
 class VoicemailRecorded(Result):
     path: str
     duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackBooked(Result):
+    """A BookCallback's outcome: the booking's id and due time, or why it was not booked."""
+
+    ok: bool
+    id: str = ""
+    due: float = 0.0
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)

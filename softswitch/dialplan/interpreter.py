@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from softswitch.dialplan import commands as c
+from softswitch.dialplan.callback_time import CallbackTimeError, due_at, due_in, local_time
 from softswitch.dialplan.model import (
     AnswerStep,
+    BookCallbackStep,
     Condition,
     Dialplan,
     DialStep,
@@ -292,6 +294,8 @@ class Interpreter:
             yield from self._run(branch)
         elif isinstance(step, HttpStep):
             yield from self._http(step)
+        elif isinstance(step, BookCallbackStep):
+            yield from self._book_callback(step)
         elif isinstance(step, HangupStep):
             self._emit(c.Hangup(step.hangup or "normal_clearing"))
             raise _Done("hangup")
@@ -353,6 +357,46 @@ class Interpreter:
         for name in h.set:
             v.setdefault(name, "")
         yield from self._run(h.on_error)
+
+    def _book_callback(self, step: BookCallbackStep) -> Runner:
+        b = step.book_callback
+        v = self.variables
+        for name in ("callback_id", "callback_due", "callback_date", "callback_time"):
+            v[name] = ""
+        calendar = self.plan.calendars[b.calendar] if b.calendar is not None else None
+        zone = calendar.timezone if calendar is not None else b.timezone
+        status, error = "booked", ""
+        try:
+            if b.at is not None:
+                due = due_at(expand(b.at, v), self._now, zone)
+            else:
+                due = due_in(expand(b.in_minutes or "", v), self._now)
+        except CallbackTimeError as exc:
+            status, error = "bad_time", str(exc)
+        else:
+            v["callback_date"], v["callback_time"] = local_time(due, zone)
+            number = expand(b.number, v).strip()
+            if calendar is not None and not calendar.is_open(due):
+                status, error = "closed", f"calendar {b.calendar!r} is closed on {v['callback_date']} at {v['callback_time']}"
+            elif not number:
+                status, error = "no_number", "no number to call back (the caller's number is unknown)"
+            else:
+                self._emit(c.BookCallback(number, due, b.queue, expand(b.agent, v).strip(),
+                                          expand(b.customer_id, v), expand(b.note, v)))
+                res = yield _Wait((c.CallbackBooked,))
+                assert isinstance(res, c.CallbackBooked)
+                if res.ok:
+                    due = res.due or due
+                    v["callback_id"], v["callback_due"] = res.id, str(int(due))
+                    v["callback_date"], v["callback_time"] = local_time(due, zone)
+                else:
+                    status, error = "failed", res.error or "the callback could not be booked"
+        v["callback_status"], v["callback_error"] = status, error
+        if status != "booked":
+            yield from self._run(b.on_error)
+        elif b.confirm is not None:
+            self._emit(c.Say(expand(b.confirm.text, v), b.confirm.lang, b.confirm.voice))
+            yield _Wait((c.PlaybackDone,))
 
     # --- helpers --------------------------------------------------------------------------------
 

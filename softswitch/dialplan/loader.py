@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from softswitch.dialplan.model import (
+    BookCallbackSpec,
     Context,
     Dialplan,
     DialSpec,
@@ -132,6 +133,13 @@ def check_references(plan: Dialplan, located: Located, refs: References) -> list
         elif isinstance(obj, HoursSpec):
             if obj.calendar not in plan.calendars:
                 err((*path, "calendar"), f"unknown calendar {obj.calendar!r}", obj.calendar, plan.calendars)
+        elif isinstance(obj, BookCallbackSpec):
+            if refs.queues is not None and obj.queue not in refs.queues:
+                err((*path, "queue"), f"unknown queue {obj.queue!r}", obj.queue, refs.queues)
+            if obj.calendar is not None and obj.calendar not in plan.calendars:
+                err((*path, "calendar"), f"unknown calendar {obj.calendar!r}", obj.calendar, plan.calendars)
+            if obj.agent:
+                user((*path, "agent"), obj.agent)
         elif isinstance(obj, PlayStep):
             prompt_file((*path, "play"), obj.play)
         elif isinstance(obj, Prompt) and obj.file is not None:

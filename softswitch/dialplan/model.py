@@ -8,6 +8,7 @@ as the full mapping; the models normalise both to the full form.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from softswitch.dialplan.calendar import Calendar
+from softswitch.dialplan.callback_time import CallbackTimeError, due_in, parse_time_of_day
 from softswitch.dialplan.patterns import NumberPattern, PatternError, compile_pattern
 from softswitch.yamlconf import did_you_mean
 
@@ -341,6 +343,74 @@ class HttpStep(StepBase):
     http: HttpSpec
 
 
+def _static_time(v: str | None, parse: Callable[[str], object], hint: str) -> str | None:
+    """Check a time written out in the plan now; one with variables is checked when the call runs."""
+    if v is not None and "${" not in v:
+        try:
+            parse(v)
+        except CallbackTimeError as exc:
+            raise PydanticCustomError("callback_time", "{err}", {"err": str(exc), "hint": hint}) from None
+    return v
+
+
+# a time or a delay may be written as a YAML number (`in_minutes: 30`)
+TimeText = Annotated[str, BeforeValidator(as_text, json_schema_input_type=str | int | float)]
+
+
+class BookCallbackSpec(_Strict):
+    """Book a callback for the caller, offered to `agent` first, then to `queue`.
+
+    `at` is a time of day (today in the zone, tomorrow once past), `in_minutes` a delay. Sets
+    `${callback_status}` (booked, bad_time, closed, no_number, failed), `${callback_error}`, and
+    `${callback_date}` / `${callback_time}` (local) once the time is understood; once booked also
+    `${callback_id}` and `${callback_due}` (epoch s). Booked: `confirm` is said; otherwise `on_error`
+    runs; either way the plan continues.
+    """
+
+    queue: str = Field(description="the queue whose agents call back")
+    at: TimeText | None = Field(None, description="'14', '14:30' or '1430' (24 h); variables allowed, e.g. '${hour}'")
+    in_minutes: TimeText | None = Field(None, description="a delay in minutes ('30'); variables allowed")
+    number: str = Field("${caller}", description="the number to call back")
+    agent: str = Field("", description="offered to this agent first (e.g. '${last_agent}'); empty: the queue")
+    customer_id: str = Field("${customer_id}", description="shown on the agent's screen pop")
+    note: str = Field("", max_length=500, description="why, shown on the agent's screen pop")
+    calendar: str | None = Field(
+        None, description="a calendar whose zone `at` is in; a time when it is closed is refused")
+    timezone: str = Field("Asia/Tokyo", description="IANA zone of `at` when no calendar is named")
+    confirm: Annotated[SaySpec, _as("text", SaySpec)] | None = Field(
+        None, description="TTS said once booked, e.g. '${callback_time}ごろにお電話いたします。'")
+    on_error: list[Step] = Field(default_factory=list, description="when no callback was booked; then continues")
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str | None) -> str | None:
+        return _static_time(v, parse_time_of_day, "a time of day on a 24-hour clock: '14', '14:30' or '1430'")
+
+    @field_validator("in_minutes")
+    @classmethod
+    def _in_minutes(cls, v: str | None) -> str | None:
+        return _static_time(v, lambda t: due_in(t, 0.0), "minutes from now, e.g. '30'")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return Calendar._zone_exists(v)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> BookCallbackSpec:
+        if (self.at is None) == (self.in_minutes is None):
+            raise PydanticCustomError("book_callback", "book_callback needs exactly one of 'at' or 'in_minutes'",
+                                      {"hint": "book_callback: {queue: support, at: '${hour}'}"})
+        if self.calendar is not None and "timezone" in self.model_fields_set:
+            raise PydanticCustomError("book_callback", "give 'calendar' or 'timezone', not both",
+                                      {"hint": "the calendar's own timezone is used"})
+        return self
+
+
+class BookCallbackStep(StepBase):
+    book_callback: BookCallbackSpec
+
+
 class HangupStep(StepBase):
     """Hang up with a cause (normal_clearing, busy, rejected, unavailable, ...)."""
 
@@ -351,7 +421,7 @@ STEP_TYPES: dict[str, type[StepBase]] = {
     "answer": AnswerStep, "play": PlayStep, "say": SayStep, "menu": MenuStep, "gather": GatherStep,
     "dial": DialStep, "queue": QueueStep, "transfer": TransferStep, "record": RecordStep,
     "voicemail": VoicemailStep, "set": SetStep, "goto": GotoStep, "if": IfStep, "hours": HoursStep,
-    "http": HttpStep, "hangup": HangupStep,
+    "http": HttpStep, "book_callback": BookCallbackStep, "hangup": HangupStep,
 }
 
 
@@ -392,7 +462,8 @@ Step = Annotated[
     | Annotated[QueueStep, Tag("queue")] | Annotated[TransferStep, Tag("transfer")]
     | Annotated[RecordStep, Tag("record")] | Annotated[VoicemailStep, Tag("voicemail")]
     | Annotated[SetStep, Tag("set")] | Annotated[GotoStep, Tag("goto")] | Annotated[IfStep, Tag("if")]
-    | Annotated[HoursStep, Tag("hours")] | Annotated[HttpStep, Tag("http")] | Annotated[HangupStep, Tag("hangup")],
+    | Annotated[HoursStep, Tag("hours")] | Annotated[HttpStep, Tag("http")]
+    | Annotated[BookCallbackStep, Tag("book_callback")] | Annotated[HangupStep, Tag("hangup")],
     Discriminator(_step_tag),
     BeforeValidator(_check_step_shape),
 ]
@@ -545,5 +616,6 @@ class Dialplan(_Strict):
         return None
 
 
-for _model in (MenuSpec, DialSpec, QueueSpec, IfSpec, HoursSpec, HttpSpec, Condition, Route, Context, Dialplan):
+for _model in (MenuSpec, DialSpec, QueueSpec, IfSpec, HoursSpec, HttpSpec, BookCallbackSpec, Condition, Route,
+               Context, Dialplan):
     _model.model_rebuild()
