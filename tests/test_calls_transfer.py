@@ -208,3 +208,54 @@ def test_blind_transfer_completes_when_the_transferor_hangs_up_before_the_target
     assert call.a.source == CAROL and call.transfer is None
     assert [frag for frag, _ in notify_frags(sip)] == [b"SIP/2.0 100 Trying\r\n"]  # none after the BYE
     assert not sip.sent("BYE", ALICE)
+
+
+def test_attended_refer_naming_an_unknown_dialog_reports_481_and_the_call_goes_on():
+    b2bua, sip = make()
+    call = answered_call(b2bua, sip)
+    b2bua.on_in_dialog(refer(call, "<sip:carol@test.local?Replaces=nope%3Bto-tag%3Dx%3Bfrom-tag%3Dy>"))
+    assert sip.responses[-1].status == 202
+    (_, _), (failed, state) = notify_frags(sip)
+    assert failed.startswith(b"SIP/2.0 481") and state.startswith("terminated")
+    assert call.state == "answered" and call.transfer is None
+
+
+def test_attended_refer_naming_its_own_dialog_is_refused():
+    b2bua, sip = make()
+    call = answered_call(b2bua, sip)
+    own = f"call-1%3Bto-tag%3D{call.a.tag}%3Bfrom-tag%3Da1"
+    b2bua.on_in_dialog(refer(call, f"<sip:bob@test.local?Replaces={own}>"))
+    (_, _), (failed, _) = notify_frags(sip)
+    assert failed.startswith(b"SIP/2.0 403") and call.state == "answered"
+
+
+def test_attended_transfer_joins_the_two_remaining_parties_and_releases_the_transferor():
+    b2bua, sip = make()
+    first = answered_call(b2bua, sip, "call-1")  # alice - bob
+    second = answered_call(b2bua, sip, "call-2")  # alice - bob again (a second phone of bob's: carol's role)
+    replaces = f"call-2%3Bto-tag%3D{second.a.tag}%3Bfrom-tag%3Da1"
+    b2bua.on_in_dialog(refer(first, f"<sip:bob@test.local?Replaces={replaces}>"))
+    # Second call's bob is asked for an offer (re-INVITE without SDP) ...
+    offerless, _, offered = sip.sent("INVITE", BOB)[-1]
+    assert offerless.body == b"" and offerless.call_id == second.b.dialog.call_id
+    ok = make_response(offerless, 200)
+    ok.headers.add("Content-Type", "application/sdp")
+    ok.body = SDP
+    offered(ok)
+    # ... which goes to the first call's bob, whose answer comes back in the ACK.
+    reoffer, _, answered = sip.sent("INVITE", BOB)[-1]
+    assert reoffer.body == SDP and reoffer.call_id == first.b.dialog.call_id
+    answer = make_response(reoffer, 200)
+    answer.headers.add("Content-Type", "application/sdp")
+    answer.body = b"v=0\r\nanswer\r\n"
+    answered(answer)
+    acks = [a for a, _ in sip.acks if a.call_id == second.b.dialog.call_id]
+    assert acks[-1].body == b"v=0\r\nanswer\r\n"
+    assert second.state == "ended" and second.cause == "transferred"
+    assert first.state == "answered" and first.a.dialog.call_id == second.b.dialog.call_id
+    byes = sip.sent("BYE", ALICE)
+    assert [b.call_id for b, _, _ in byes] == ["call-2"]  # call-1's transferor after the NOTIFY
+    notify, _, notified = sip.sent("NOTIFY", ALICE)[-1]
+    assert notify.body == b"SIP/2.0 200 OK\r\n"
+    notified(make_response(notify, 200))
+    assert sorted(b.call_id for b, _, _ in sip.sent("BYE", ALICE)) == ["call-1", "call-2"]

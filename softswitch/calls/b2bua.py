@@ -1171,9 +1171,9 @@ class B2BUA:
         """Join the transferee (the other party of `call1`) with the party on the far side of the
         dialog that Replaces names (the transferor's other call through the switch)."""
         found = self._match_replaces(rep)
-        if isinstance(found, tuple) and found[0] is call1:
+        if found[0] is call1:
             found = (403, "Cannot Replace The Referring Dialog")
-        if isinstance(found, tuple) and found[0].transfer is not None:
+        elif isinstance(found[0], Call) and found[0].transfer is not None:
             found = (491, "Request Pending")
         if not isinstance(found[0], Call):
             status, reason = found  # type: ignore[misc]
@@ -1323,7 +1323,7 @@ class B2BUA:
             self.sip.respond(make_response(invite, 400, "Bad Replaces Header", to_tag=new_tag()))
             return
         found = self._match_replaces(rep)
-        if isinstance(found, tuple) and isinstance(found[0], Call) and found[0].transfer is not None:
+        if isinstance(found[0], Call) and found[0].transfer is not None:
             found = (486, "Busy Here")
         if not isinstance(found[0], Call):
             status, reason = found  # type: ignore[misc]
