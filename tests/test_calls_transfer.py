@@ -259,3 +259,14 @@ def test_attended_transfer_joins_the_two_remaining_parties_and_releases_the_tran
     assert notify.body == b"SIP/2.0 200 OK\r\n"
     notified(make_response(notify, 200))
     assert sorted(b.call_id for b, _, _ in sip.sent("BYE", ALICE)) == ["call-1", "call-2"]
+
+
+def test_a_transfer_target_still_ringing_is_cancelled_when_the_call_ends():
+    b2bua, sip = make()
+    b2bua.lookup = lambda number, caller: [Target(uri="sip:carol@127.0.0.4:5064", dest=CAROL, user="carol")]
+    call = answered_call(b2bua, sip)
+    b2bua.on_in_dialog(refer(call, "<sip:carol@test.local>"))
+    invite, _, _ = sip.sent("INVITE", CAROL)[-1]
+    b2bua.on_in_dialog(request("BYE", call_id=call.b.dialog.call_id, from_="<sip:bob@test.local>;tag=b1",
+                               to=f"<sip:bob@test.local>;tag={call.b.dialog.local_tag}", cseq=2))
+    assert call.state == "ended" and invite in sip.cancelled

@@ -1435,6 +1435,9 @@ class B2BUA:
             call.a.reliable_timer()
         for attempt in call.attempts:
             self.cancel_attempt(attempt)
+        for leg in call.legs:
+            if not leg.done:
+                self._cancel_leg(leg)  # e.g. a transfer target still ringing when the call ends
         self.calls.pop(call.uuid, None)
         self._by_invite.pop(self._invite_key(call.a.invite), None)
         a_key = (call.a.invite.call_id or "", call.a.tag)
