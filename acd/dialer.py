@@ -280,7 +280,8 @@ class Dialer:
         self._counts: dict[RecordState, int] = dict.fromkeys(RecordState, 0)
         # Due lines: heaps of (next_at, seq, record id); an entry is live while _queued[id] == seq.
         self._pending: list[tuple[float, int, str]] = []
-        self._retry: list[tuple[float, int, str]] = []
+        self._retry: list[tuple[float, int, str]] = []  # retries not yet known to be due
+        self._due_retry: list[tuple[float, int, str]] = []  # retries whose time has come, waiting for an agent
         self._queued: dict[str, int] = {}
         self._seq = itertools.count()
         self._last_seq = 0  # place in line of the record `_next_due` took last
@@ -366,12 +367,21 @@ class Dialer:
         return not (c[RecordState.PENDING] or c[RecordState.RETRY] or c[RecordState.DIALLING]
                     or c[RecordState.PREVIEWING])
 
-    def next_deadline(self) -> float | None:
-        """Earliest `next_at` among RETRY records (possibly past, when due records wait for agents)."""
-        heap = self._retry
-        while heap and self._queued.get(heap[0][2]) != heap[0][1]:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+    def next_deadline(self, now: float | None = None) -> float | None:
+        """Earliest `next_at` among RETRY records; with `now`, among those not due yet (arm a timer for that).
+
+        Without `now` the answer may be in the past while due retries wait for a free agent; a
+        timer armed for it would fire at once and again. Those records need no timer: `pace` hands
+        them out when an agent frees up.
+        """
+        if now is not None:
+            self._promote(now)
+        top = self._live_top(self._retry)
+        if now is None:
+            due = self._live_top(self._due_retry)
+            if due is not None and (top is None or due < top):
+                top = due
+        return top[0] if top is not None else None
 
     def in_flight(self) -> int:
         """Dials placed whose final result has not been reported yet."""
@@ -719,25 +729,36 @@ class Dialer:
         heap = self._pending if rec.state is RecordState.PENDING else self._retry
         heapq.heappush(heap, (rec.next_at, seq, rec.id))
 
+    def _live_top(self, heap: list[tuple[float, int, str]]) -> tuple[float, int, str] | None:
+        """The first entry of `heap` that still stands for its record (stale entries are dropped)."""
+        queued = self._queued
+        while heap and queued.get(heap[0][2]) != heap[0][1]:
+            heapq.heappop(heap)
+        return heap[0] if heap else None
+
+    def _promote(self, now: float) -> None:
+        """Move retries whose time has come to the due line."""
+        retry = self._retry
+        while True:
+            top = self._live_top(retry)
+            if top is None or top[0] > now:
+                return
+            heapq.heappush(self._due_retry, heapq.heappop(retry))
+
     def _next_due(self, now: float) -> Record | None:
         """Take the first due record off the lines (numbers found on the DNC list meanwhile become DNC)."""
-        queued = self._queued
-        pending, retry = self._pending, self._retry
+        self._promote(now)
         while True:
-            while pending and queued.get(pending[0][2]) != pending[0][1]:
-                heapq.heappop(pending)
-            while retry and queued.get(retry[0][2]) != retry[0][1]:
-                heapq.heappop(retry)
-            best = pending[0] if pending else None
-            if retry and retry[0][0] <= now and (best is None or retry[0] < best):
-                best = retry[0]
-                heapq.heappop(retry)
+            best = self._live_top(self._pending)
+            retry = self._live_top(self._due_retry)
+            if retry is not None and (best is None or retry < best):
+                best = heapq.heappop(self._due_retry)
             elif best is not None:
-                heapq.heappop(pending)
+                heapq.heappop(self._pending)
             else:
                 return None
             rec = self._records[best[2]]
-            del queued[rec.id]
+            del self._queued[rec.id]
             self._last_seq = best[1]
             if self._is_blocked(rec.number):
                 self._set_state(rec, RecordState.DNC)
@@ -763,8 +784,9 @@ class Dialer:
     def stats(self, now: float) -> dict[str, object]:
         """Counts by state (flat and under "states"), attempts, outcomes, measured rates and pacing figures."""
         states = {s.value: n for s, n in self._counts.items()}
+        self._promote(now)
         due = self._counts[RecordState.PENDING] + sum(
-            1 for t, seq, rid in self._retry if t <= now and self._queued.get(rid) == seq)
+            1 for _, seq, rid in self._due_retry if self._queued.get(rid) == seq)
         self._advance(now)
         return {
             "campaign": self.campaign,

@@ -205,6 +205,21 @@ def test_next_deadline_is_the_earliest_retry_time() -> None:
     assert d.next_deadline() == 31.0
 
 
+def test_next_deadline_with_now_leaves_out_retries_already_due_and_waiting_for_an_agent() -> None:
+    d = make(Mode.PROGRESSIVE, 2, retry_delays={"busy": 10.0, "rejected": 30.0})
+    d.pace(0.0, ["a", "b"])
+    d.dial_result("r0", Result.BUSY, 1.0)  # due at 11
+    d.dial_result("r1", Result.REJECTED, 1.0)  # due at 31
+    assert d.pace(20.0, []) == []  # r0 is due but nobody is free
+    assert d.next_deadline() == 11.0
+    assert d.next_deadline(20.0) == 31.0  # a timer for 11 would fire at once, and again
+    assert d.stats(20.0)["due"] == 1
+    assert d.pace(21.0, ["a"]) == [Dial("r0", "0300000000", 2, "a")]  # the agent frees: it goes out
+    assert d.next_deadline(21.0) == 31.0
+    assert d.next_deadline(40.0) is None
+    assert d.next_deadline() == 31.0
+
+
 def test_finished_only_when_no_record_can_be_dialled_again() -> None:
     d = make(Mode.PROGRESSIVE, 2, max_attempts=1)
     assert not d.finished()
