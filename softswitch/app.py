@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -135,7 +136,8 @@ class Node:
         self.centre.services = self.sessions
         self.campaigns = Campaigns(centre=self.centre, services=self.sessions, bus=self.bus,
                                    store=lambda: self.store, target_for=self._campaign_target)
-        self.sessions.book_callback = self.campaigns.book_callback  # the dialplan's book_callback step
+        # The dialplan's book_callback step; its agent may come from a CRM that knows other agents.
+        self.sessions.book_callback = functools.partial(self.campaigns.book_callback, any_agent=True)
         self.handlers: dict[str, RequestHandler] = {
             "REGISTER": self._on_register,
             "OPTIONS": self._on_options,
@@ -148,6 +150,7 @@ class Node:
         # Binding expiry is on wall time (it is persisted and outlives restarts).
         self._reg_timer = DeadlineTimer(self._on_registrar_timer, time.time)
         self._stopping = False
+        self._stopped = False
         self.listening: list[tuple[str, str, int]] = []
         self._unsubscribe_log: Callable[[], None] | None = None
         self._unsubscribe_centre: Callable[[], None] = lambda: None
@@ -203,7 +206,10 @@ class Node:
 
     async def stop(self, grace: float = 0.0) -> None:
         """Refuse new calls, let calls in progress end (up to `grace` seconds), hang up the rest,
-        flush the store and close the transports."""
+        flush the store and close the transports. Stopping twice does nothing more."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._stopping = True
         self.campaigns.halt()
         self.trunks.stop()

@@ -20,6 +20,8 @@ import asyncio
 import csv
 import io
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -59,6 +61,7 @@ DIAL_RESULTS = {"busy": Result.BUSY, "no_answer": Result.NO_ANSWER, "rejected": 
 MAX_CSV_BYTES = 20_000_000
 FLUSH_EVERY = 0.5
 SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most this late
+LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
 
 
 class CampaignError(ValueError):
@@ -215,10 +218,15 @@ class Run:
     created: float
     dialer: Dialer
     calls: set[asyncio.Task[None]] = field(default_factory=set)
+    leased_until: float = 0.0  # this node may dial the campaign until then (its lease in the store)
+    stale: bool = False  # another node may have dialled it since this node read the list
 
     @property
     def id(self) -> str:
         return self.spec.id
+
+    def dials_here(self, now: float) -> bool:
+        return self.state == "running" and self.leased_until > now
 
 
 TargetFor = Callable[[str, str | None, str], "tuple[Target, str] | None"]
@@ -249,6 +257,9 @@ class Campaigns:
         self._unsubscribe: Callable[[], None] = lambda: None
         self._loaded = False
         self._halted = False
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = LEASE_SECONDS
+        self._leases: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -262,7 +273,7 @@ class Campaigns:
         except StoreUnavailable as exc:
             log.error("database unavailable (%s): campaigns and callbacks not loaded; retrying", exc)
             self._spawn(self._load_later())
-        self._pace_soon()
+        self._leases = asyncio.get_running_loop().create_task(self._lease_loop())
 
     async def _load_later(self) -> None:
         delay = 1.0
@@ -280,14 +291,7 @@ class Campaigns:
         self.dnc = {e.number for e in await store.list_dnc()}
         for campaign in await store.list_campaigns():
             spec = CampaignSpec.of(campaign)
-            records: list[Record] = []
-            offset = 0
-            while True:
-                page = await store.campaign_records(campaign.id, limit=10_000, offset=offset)
-                records += [_loaded(r) for r in page]
-                offset += len(page)
-                if len(page) < 10_000:
-                    break
+            records = await self._stored_records(store, campaign.id)
             self.runs[campaign.id] = Run(spec, campaign.state, campaign.created,
                                          Dialer(campaign.id, spec.settings(), records, dnc=self._is_dnc))
         for cb in await store.scheduled_callbacks(state=None):
@@ -306,9 +310,22 @@ class Campaigns:
             self._pace_handle.cancel()
             self._pace_handle = None
 
+    @staticmethod
+    async def _stored_records(store: Store, campaign: str) -> list[Record]:
+        records: list[Record] = []
+        offset = 0
+        while True:
+            page = await store.campaign_records(campaign, limit=10_000, offset=offset)
+            records += [_loaded(r) for r in page]
+            offset += len(page)
+            if len(page) < 10_000:
+                return records
+
     async def stop(self) -> None:
         """Stop dialling, finish the bookkeeping of calls in progress and write what is pending."""
         self.halt()
+        if self._leases is not None:
+            self._leases.cancel()
         for run in self.runs.values():
             for t in list(run.calls):
                 t.cancel()
@@ -316,7 +333,13 @@ class Campaigns:
             t.cancel()
         if self._flusher is not None:
             self._flusher.cancel()
-        await self._flush()
+        try:
+            await self._flush()
+            for run in self.runs.values():
+                if run.leased_until:
+                    await self._require_store().release_campaign(run.id, self.owner)
+        except StoreUnavailable as exc:
+            log.warning("campaign writes or leases left for the next start: %s", exc)
 
     # -- campaigns (the API calls these) ------------------------------------------------------
 
@@ -340,8 +363,10 @@ class Campaigns:
     def describe(self, campaign: str) -> dict[str, Any]:
         """A campaign, its state and its dialler's figures."""
         run = self._run(campaign)
+        now = self.clock()
         return {**run.spec.model_dump(mode="json"), "state": run.state, "created": run.created,
-                "stats": run.dialer.stats(self.clock()), "calls_in_progress": len(run.calls)}
+                "stats": run.dialer.stats(now), "calls_in_progress": len(run.calls),
+                "dialling_here": run.dials_here(now)}
 
     def list(self) -> list[dict[str, Any]]:
         """Every campaign, described."""
@@ -364,10 +389,51 @@ class Campaigns:
         if run.state == state:
             return self.describe(campaign)
         now = self.clock()
-        await self._require_store().upsert_campaign(run.spec.to_campaign(state, run.created, now))
+        store = self._require_store()
+        await store.upsert_campaign(run.spec.to_campaign(state, run.created, now))
         run.state = state
+        if state == "running":
+            await self._claim(run, store, now)
+        elif run.leased_until:
+            run.leased_until = 0.0
+            run.stale = True
+            await store.release_campaign(run.id, self.owner)
         self._pace_soon()
         return self.describe(campaign)
+
+    # -- leases: one node dials a campaign at a time ----------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while True:
+            store = self.store()
+            if store is not None and self._loaded:
+                now = self.clock()
+                for run in list(self.runs.values()):
+                    if run.state != "running":
+                        continue
+                    try:
+                        await self._claim(run, store, now)
+                    except StoreUnavailable as exc:
+                        # Keep dialling on the lease we hold; it runs out if the database stays away.
+                        log.warning("campaign %s: lease not renewed (%s)", run.id, exc)
+                self._pace_soon()
+            await asyncio.sleep(self.lease_seconds / 3)
+
+    async def _claim(self, run: Run, store: Store, now: float) -> None:
+        if not await store.claim_campaign(run.id, self.owner, now + self.lease_seconds, now):
+            if run.leased_until:
+                log.warning("campaign %s is dialled by another node now", run.id)
+            run.leased_until = 0.0
+            run.stale = True
+            return
+        if run.stale and not run.calls and not any(k[0] == run.id for k in self._dirty):
+            await self._reload(run, store)
+            run.stale = False
+        run.leased_until = now + self.lease_seconds
+
+    async def _reload(self, run: Run, store: Store) -> None:
+        records = await self._stored_records(store, run.id)
+        run.dialer = Dialer(run.id, run.spec.settings(), records, dnc=self._is_dnc)
 
     async def import_list(self, campaign: str, data: bytes) -> dict[str, Any]:
         """Add a CSV call list: every line is stored before the dialler sees it."""
@@ -443,6 +509,8 @@ class Campaigns:
             raise CampaignError(f"campaign {campaign} is {run.spec.mode}, not preview")
         if run.state != "running":
             raise CampaignError(f"campaign {campaign} is {run.state}")
+        if not run.dials_here(self.clock()):
+            raise CampaignError(f"campaign {campaign} is dialled by another node: use that node")
         return run
 
     # -- do not call -----------------------------------------------------------------------
@@ -486,12 +554,17 @@ class Campaigns:
 
     # -- scheduled callbacks ---------------------------------------------------------------
 
-    async def book_callback(self, spec: CallbackSpec) -> dict[str, Any]:
-        """Book a callback; at `due` it is offered to the agent first, then to the queue."""
+    async def book_callback(self, spec: CallbackSpec, *, any_agent: bool = False) -> dict[str, Any]:
+        """Book a callback; at `due` it is offered to the agent first, then to the queue. With
+        `any_agent` (a caller booking through the IVR, where the agent comes from a CRM look-up),
+        an agent the node does not know leaves the callback to the queue instead of refusing it."""
         if spec.queue not in {q.name for q in self.centre.config.queues}:
             raise CampaignError(f"no queue {spec.queue}")
         if spec.agent and spec.agent not in self.centre.agents:
-            raise CampaignError(f"{spec.agent} is not an agent")
+            if not any_agent:
+                raise CampaignError(f"{spec.agent} is not an agent")
+            log.info("callback to %s: %s is not an agent here; the queue takes it", spec.number, spec.agent)
+            spec = spec.model_copy(update={"agent": ""})
         try:
             number = to_national(spec.number)
         except NumberError:
@@ -567,7 +640,7 @@ class Campaigns:
         self._pace_handle = None
         now = self.clock()
         for run in self.runs.values():
-            if run.state != "running" or run.spec.mode == "preview":
+            if run.spec.mode == "preview" or not run.dials_here(now):
                 continue
             try:
                 self._pace(run, now)
@@ -583,6 +656,8 @@ class Campaigns:
             self._start_call(run, dial, self._customer_first(run, dial))
         if run.dialer.finished() and not run.calls and run.state == "running":
             run.state = "finished"
+            run.leased_until = 0.0
+            run.stale = True
             self._dirty_campaigns[run.id] = run.spec.to_campaign(run.state, run.created, now)
             self._flush_wanted.set()
 
@@ -592,12 +667,13 @@ class Campaigns:
         deadlines = [cb.due for cb in self.callbacks.values() if cb.state == "pending"]
         now = self.clock()
         for run in self.runs.values():
-            if run.state != "running":
+            # Preview campaigns dial when agents ask; retries already due go out when an agent frees.
+            if not run.dials_here(now) or run.spec.mode == "preview":
                 continue
-            d = run.dialer.next_deadline()
+            d = run.dialer.next_deadline(now)
             if d is not None:
                 deadlines.append(d)
-            if run.spec.mode != "preview" and not run.spec.schedule.is_open(now):
+            if not run.spec.schedule.is_open(now):
                 deadlines.append((now // SCHEDULE_RECHECK + 1) * SCHEDULE_RECHECK)
         self._timer.arm(min(deadlines) if deadlines else None)
 
@@ -815,6 +891,8 @@ class Campaigns:
                 try:
                     if cid in self.runs:  # not deleted meanwhile
                         await store.upsert_campaign(campaigns[cid])
+                        if campaigns[cid].state != "running":
+                            await store.release_campaign(cid, self.owner)
                 except BaseException:
                     for k, v in campaigns.items():
                         self._dirty_campaigns.setdefault(k, v)

@@ -191,7 +191,6 @@ async def test_a_predictive_campaign_keeps_its_abandonment_under_the_ceiling(tmp
         carrier.kill()
         await carrier.wait()
     stats = final["stats"]
-    print("PREDICTIVE", {k: stats[k] for k in ("answered", "connected", "abandoned", "attempts", "mean_lines_per_agent", "abandon_target", "measured_answer_rate", "handle_time")})
     assert stats["answered"] >= 100, stats
     assert stats["abandoned"] / stats["answered"] <= 0.05, stats
     assert stats["connected"] + stats["abandoned"] == stats["answered"], stats
@@ -447,3 +446,86 @@ async def test_a_predictive_call_answered_when_no_agent_is_free_hears_a_message_
     assert attempt.ended - attempt.answered >= 2.0
     (cdr,) = [e for e in events if isinstance(e, CDR)]
     assert cdr.disposition == "answered" and cdr.agent == ""
+
+
+@contextlib.asynccontextmanager
+async def node_with_lease(config: NodeConfig, lease: float) -> AsyncIterator[Node]:
+    node = Node(config)
+    node.campaigns.lease_seconds = lease
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def test_two_nodes_sharing_a_database_never_dial_one_campaign_at_once(tmp_path):
+    from softswitch.store.testing import pg_url, temporary_database_sync
+
+    dbs = temporary_database_sync("softswitch_lease")
+    db = next(dbs)
+    try:
+        configs = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            config = campaign_config(tmp_path / name, ["2001", "2002"], free_port(CARRIER_IP))
+            configs.append(config.model_copy(update={"database": pg_url(db)}))
+        async with node_with_lease(configs[0], 1.5) as a:
+            url_a = f"http://{configs[0].api.host}:{a.api.port}"
+            async with httpx.AsyncClient(base_url=url_a, timeout=30) as http:
+                await create_campaign(http, "shared", "preview")
+                await http.post("/api/campaigns/shared/records", json={"csv": numbers_csv(3)}, headers=SUPERVISOR)
+                await http.put("/api/campaigns/shared/state", json={"state": "running"}, headers=SUPERVISOR)
+                first = (await http.post("/api/campaigns/shared/preview", headers=agent_auth("2001"))).json()
+                assert first["record"]["id"] == "r0"
+            async with node_with_lease(configs[1], 1.5) as b:
+                url_b = f"http://{configs[1].api.host}:{b.api.port}"
+                async with httpx.AsyncClient(base_url=url_b, timeout=30) as http:
+                    await asyncio.sleep(2.0)  # several lease rounds: a keeps renewing, b never gets it
+                    r = await http.post("/api/campaigns/shared/preview", headers=agent_auth("2002"))
+                    assert r.status_code == 409 and "another node" in r.text
+                    assert (await http.get("/api/campaigns/shared", headers=SUPERVISOR)).json()["dialling_here"] is False
+                    await a.stop()  # a goes away and gives its lease up; b takes the campaign over
+                    await wait_for(lambda: b.campaigns.runs["shared"].dials_here(time.time()), timeout=5)
+                    r = await http.post("/api/campaigns/shared/preview", headers=agent_auth("2002"))
+                    assert r.status_code == 200, r.text
+                    # b read the list again when it took over: r0 (reserved on a, never dialled) is due again.
+                    assert r.json()["record"]["id"] == "r0"
+    finally:
+        next(dbs, None)
+
+
+async def test_a_retry_due_while_no_agent_is_free_waits_for_an_agent_without_spinning(tmp_path):
+    require_sipp()
+    agents = ["2001"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        carrier = await start_carrier(carrier_port, calls=2)
+        passes = 0
+        pace_all = node.campaigns._pace_all
+
+        def counted() -> None:
+            nonlocal passes
+            passes += 1
+            pace_all()
+
+        node.campaigns._pace_all = counted  # type: ignore[method-assign]
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "again", "progressive", max_attempts=2, retry_delays={"busy": 0.5})
+            await http.post("/api/campaigns/again/records", json={"csv": "id,number\nb1,0355540001\n"},
+                            headers=SUPERVISOR)
+            await http.put("/api/campaigns/again/state", json={"state": "running"}, headers=SUPERVISOR)
+            await wait_for(lambda: node.campaigns.runs["again"].dialer.records()["b1"].attempts == 1
+                           and not node.campaigns.runs["again"].calls, timeout=10)
+            await http.post("/api/agents/2001/pause", json={"reason": "break"}, headers=SUPERVISOR)
+            before = passes
+            await asyncio.sleep(2.0)  # the retry falls due with nobody free
+            assert passes - before < 10, passes - before
+            assert node.campaigns.runs["again"].dialer.records()["b1"].attempts == 1
+            await http.post("/api/agents/2001/ready", headers=SUPERVISOR)
+            await campaign_finished(http, "again", 10)
+        assert (await carrier.wait()).successful == 2
+    record = node.campaigns.runs["again"].dialer.records()["b1"]
+    assert (record.state, record.attempts, record.last_result) == ("failed", 2, "busy")

@@ -335,6 +335,15 @@ class Store(abc.ABC):
         """Every campaign, oldest first."""
 
     @abc.abstractmethod
+    async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
+        """Take or renew the lease to dial a campaign: True when `owner` now holds it until `until`
+        (it was free, expired before `now`, or already `owner`'s); False when another node holds it."""
+
+    @abc.abstractmethod
+    async def release_campaign(self, campaign_id: str, owner: str) -> None:
+        """Give the lease up (only `owner`'s own lease is released)."""
+
+    @abc.abstractmethod
     async def delete_campaign(self, campaign_id: str) -> bool:
         """Delete a campaign and its call list (its attempts stay, as history); False when none."""
 

@@ -215,6 +215,12 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, mode = excluded.mode, queue
     settings = excluded.settings, state = excluded.state, updated = excluded.updated
 """
 
+_CLAIM_SQL = (
+    "UPDATE campaigns SET owner = $2, lease_until = $3 "
+    "WHERE id = $1 AND (owner = $2 OR owner = '' OR lease_until < $4)"
+)
+_RELEASE_SQL = "UPDATE campaigns SET owner = '', lease_until = 0 WHERE id = $1 AND owner = $2"
+
 # A campaign import is staged like an event batch: binary COPY into a temporary table of the
 # connection, then one INSERT numbers the new rows after the campaign's last one.
 _IMPORT_COLUMNS = (
@@ -611,6 +617,13 @@ class PostgresStore(Store):
     async def list_campaigns(self) -> list[Campaign]:
         sql = f'SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created, id COLLATE "C"'
         return [campaign_of(r) for r in await self._run(lambda c: c.fetch(sql))]
+
+    async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
+        status = await self._run(lambda c: c.execute(_CLAIM_SQL, campaign_id, owner, until, now))
+        return status.endswith(" 1")
+
+    async def release_campaign(self, campaign_id: str, owner: str) -> None:
+        await self._run(lambda c: c.execute(_RELEASE_SQL, campaign_id, owner))
 
     async def delete_campaign(self, campaign_id: str) -> bool:
         status = await self._run(lambda c: c.execute("DELETE FROM campaigns WHERE id = $1", campaign_id))

@@ -165,8 +165,12 @@ _V2 = (
         settings TEXT NOT NULL DEFAULT '{}',
         state TEXT NOT NULL DEFAULT 'draft',
         created DOUBLE PRECISION NOT NULL,
-        updated DOUBLE PRECISION NOT NULL
+        updated DOUBLE PRECISION NOT NULL,
+        owner TEXT NOT NULL DEFAULT '',
+        lease_until DOUBLE PRECISION NOT NULL DEFAULT 0
     )""",
+    # owner/lease_until: the node that dials the campaign holds a lease it renews, so that two
+    # nodes sharing the database never dial one list at once.
     # A campaign's call list. seq keeps import order (neither engine's autoincrement syntax is
     # shared, so the store numbers rows per campaign); updated guards against stale writes.
     """CREATE TABLE campaign_records (

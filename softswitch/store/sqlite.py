@@ -375,6 +375,16 @@ class SqliteStore(Store):
         sql = f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns ORDER BY created, id"
         return [campaign_of(r) for r in await self._call(lambda c: c.execute(sql).fetchall())]
 
+    async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
+        sql = ("UPDATE campaigns SET owner = ?, lease_until = ? "
+               "WHERE id = ? AND (owner = ? OR owner = '' OR lease_until < ?)")
+        n = await self._call(lambda c: c.execute(sql, (owner, until, campaign_id, owner, now)).rowcount)
+        return n > 0
+
+    async def release_campaign(self, campaign_id: str, owner: str) -> None:
+        sql = "UPDATE campaigns SET owner = '', lease_until = 0 WHERE id = ? AND owner = ?"
+        await self._call(lambda c: c.execute(sql, (campaign_id, owner)))
+
     async def delete_campaign(self, campaign_id: str) -> bool:
         # The call list goes with it through ON DELETE CASCADE (foreign_keys is on).
         sql = "DELETE FROM campaigns WHERE id = ?"
