@@ -326,11 +326,12 @@ class Campaigns:
         self.halt()
         if self._leases is not None:
             self._leases.cancel()
-        for run in self.runs.values():
-            for t in list(run.calls):
-                t.cancel()
-        for t in list(self._tasks):
+        calls = [t for run in self.runs.values() for t in run.calls]
+        for t in calls + list(self._tasks):
             t.cancel()
+        if calls:
+            # Each call's bookkeeping (its attempt, its record) runs as it is cancelled.
+            await asyncio.wait(calls, timeout=5.0)
         if self._flusher is not None:
             self._flusher.cancel()
         try:
@@ -416,6 +417,8 @@ class Campaigns:
                     except StoreUnavailable as exc:
                         # Keep dialling on the lease we hold; it runs out if the database stays away.
                         log.warning("campaign %s: lease not renewed (%s)", run.id, exc)
+                    except Exception:
+                        log.exception("campaign %s: lease not renewed", run.id)
                 self._pace_soon()
             await asyncio.sleep(self.lease_seconds / 3)
 
@@ -625,6 +628,16 @@ class Campaigns:
     # -- pacing ----------------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, AgentStateChanged) and event.state == "offline":
+            # An agent who logs out hands back the record they were previewing.
+            now = self.clock()
+            for run in self.runs.values():
+                held = [r.id for r in run.dialer.records().values()
+                        if r.state == RecordState.PREVIEWING and r.agent == event.agent]
+                if held:
+                    run.dialer.release(event.agent, now)
+                    for rid in held:
+                        self._mark(run, rid)
         self._pace_soon()
 
     def _pace_soon(self) -> None:

@@ -227,6 +227,9 @@ async def test_preview_gives_each_agent_their_own_record_then_rings_the_agent_be
             r = await http.post("/api/campaigns/pv/records/r5/skip", headers=agent_auth("2002"))
             assert r.json()["record"]["state"] == "pending"
             assert (await http.post("/api/campaigns/pv/preview", headers=agent_auth("2002"))).json()["record"]["id"] == "r6"
+            # An agent who logs out hands their previewed record back.
+            assert (await http.post("/api/agents/2002/logout", headers=agent_auth("2002"))).status_code == 200
+            await wait_for(lambda: node.campaigns.runs["pv"].dialer.records()["r6"].state == "pending")
             r = await http.post("/api/campaigns/pv/records/r4/dial", headers=agent_auth("2001"))
             assert r.status_code == 200, r.text
             assert (await carrier.wait()).successful == 1
@@ -236,6 +239,7 @@ async def test_preview_gives_each_agent_their_own_record_then_rings_the_agent_be
         await wait_for(lambda: any(isinstance(e, CDR) for e in events))
     assert rows["r4"]["state"] == "done" and rows["r4"]["agent"] == "2001"
     assert rows["r5"]["state"] == "pending" and rows["r5"]["attempts"] == 0
+    assert rows["r6"]["state"] == "pending" and rows["r6"]["agent"] == ""
     (cdr,) = [e for e in events if isinstance(e, CDR)]
     assert [leg[2] for leg in cdr.legs][0] == "2001"  # the agent's phone rang first
     assert cdr.customer_id == "C4" and cdr.trunk == "carrier" and cdr.agent == "2001"
