@@ -53,7 +53,11 @@ def node_config(
             data[key] = {**data[key], **value}
         else:
             data[key] = value
-    return NodeConfig.model_validate(data)
+    config = NodeConfig.model_validate(data)
+    # The node's own folder (its spool lives there): nodes of one test, or of test runs side by
+    # side, must never share a spool.
+    config._path = tmp / "node.yaml"
+    return config
 
 
 @contextlib.asynccontextmanager
