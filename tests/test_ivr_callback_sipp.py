@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import socket
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,8 +15,9 @@ import pytest
 from softswitch.config import load_config
 from softswitch.events import CDR
 from tests.nodes import DOMAIN, running_node, wait_for, wait_for_cdrs
-from tests.peers import free_port, require_sipp, run_sipp, start_sipp, write_users_inf
-from tests.test_queue_sipp import PROMPTS, register_agent
+from tests.peers import require_sipp, run_sipp, start_sipp, write_users_inf
+from tests.test_queue_sipp import register_agent
+from tests.test_queue_sipp import write_node as queue_node
 
 pytestmark = pytest.mark.integration
 
@@ -77,35 +77,7 @@ contexts:
 
 def write_node(tmp: Path, agents: list[str], callers: list[str]) -> Path:
     """A node with a `support` queue, its agents, plain callers and the callback dialplan."""
-    port = free_port()
-    rtp = 10000 + (free_port() % 20000) // 2 * 2  # a range of its own, so parallel runs rarely meet
-    users = [f"    - {{id: '{a}', password: 'pw-{a}', agent: {{skills: {{support: 5}}, queues: [support]}}}}"
-             for a in agents]
-    users += [f"    - {{id: '{u}', password: 'pw-{u}'}}" for u in callers]
-    (tmp / "plan.yaml").write_text(DIALPLAN)
-    path = tmp / "node.yaml"
-    path.write_text("\n".join([
-        "sip:",
-        f"  listen: ['udp://127.0.0.1:{port}']",
-        f"  domain: {DOMAIN}",
-        "security: {digest_algorithms: [MD5]}",
-        "media:",
-        "  address: 127.0.0.1",
-        f"  rtp_ports: '{rtp}-{rtp + 199}'",
-        f"  prompts_dir: '{PROMPTS}'",
-        f"  tts_cache_dir: '{tmp / 'tts'}'",
-        f"  recordings_dir: '{tmp / 'rec'}'",
-        f"database: 'sqlite:///{tmp / 'node.db'}'",
-        f"api: {{listen: '127.0.0.1:{free_port(kind=socket.SOCK_STREAM)}'}}",
-        "queues:",
-        "  - {name: support, skills: {support: 1}, ring_timeout: 8, wrap_up: 0, announce_every: null}",
-        "directory:",
-        "  users:",
-        *users,
-        "dialplan: plan.yaml",
-        "",
-    ]))
-    return path
+    return queue_node(tmp, agents, callers, plan=DIALPLAN)
 
 
 def next_jst(hour: int, after: float) -> float:

@@ -57,13 +57,13 @@ contexts:
 """
 
 
-def write_node(tmp: Path, agents: list[str], callers: list[str]) -> Path:
+def write_node(tmp: Path, agents: list[str], callers: list[str], plan: str | None = None) -> Path:
     port = free_port()
     rtp = 10000 + (free_port() % 20000) // 2 * 2  # a range of its own, so parallel runs rarely meet
     users = [f"    - {{id: '{a}', password: 'pw-{a}', agent: {{skills: {{support: 5}}, queues: [support]}}}}"
              for a in agents]
     users += [f"    - {{id: '{u}', password: 'pw-{u}'}}" for u in callers]
-    (tmp / "plan.yaml").write_text(DIALPLAN.replace("__AGENTS__", json.dumps(agents)))
+    (tmp / "plan.yaml").write_text(plan if plan is not None else DIALPLAN.replace("__AGENTS__", json.dumps(agents)))
     path = tmp / "node.yaml"
     path.write_text("\n".join([
         "sip:",
