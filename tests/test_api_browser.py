@@ -23,7 +23,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.nodes import running_node
+from tests.peers import free_port
 from tests.test_api_common import TOKENS, api_node, auth
+from tests.test_campaigns_sipp import CARRIER_IP, SUPERVISOR, campaign_config, create_campaign, numbers_csv
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +166,25 @@ async def test_wallboard_shows_a_waiting_caller_within_a_second_and_a_screenshot
             path.write_bytes(png)
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
             print(f"screenshot: {path}")
+
+
+async def test_wallboard_shows_a_started_campaigns_progress(tmp_path):
+    require_chromium()
+    config = campaign_config(tmp_path, ["2001"], free_port(CARRIER_IP))
+    async with running_node(config) as node:
+        url = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            await create_campaign(http, "dec", "predictive", name="年末フォロー")
+            await http.post("/api/campaigns/dec/records", json={"csv": numbers_csv(3)}, headers=SUPERVISOR)
+            await create_campaign(http, "draft", "preview")  # not started: not on the wall
+            await http.put("/api/campaigns/dec/state", json={"state": "running"}, headers=SUPERVISOR)
+        async with chromium(tmp_path / "profile") as cdp:
+            await cdp.call("Page.enable")
+            await cdp.call("Page.navigate", url=f"{url}/wallboard?token=supervisor-token")
+            card = "document.querySelector('[data-campaign=\"dec\"]')"
+            assert await wait_for(cdp, f"{card} !== null", 10.0)
+            text = await cdp.eval(f"{card}.innerText")
+            assert "年末フォロー" in text and "プレディクティブ" in text and "発信中 Dialling" in text, text
+            assert await cdp.eval(f"{card}.querySelector('.v.remaining').textContent") == "3"
+            assert await cdp.eval(f"{card}.querySelector('.progress').textContent") == "0 / 3 件完了 records done"
+            assert await cdp.eval("document.querySelector('[data-campaign=\"draft\"]')") is None

@@ -130,11 +130,13 @@ class CtiHub:
         history: Callable[[], HistoryLookup | None],
         *,
         clock: Callable[[], float] = time.time,
+        campaigns: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.bus = bus
         self.centre = centre
         self.history = history
         self.clock = clock
+        self.campaigns = campaigns  # outbound campaigns described, for the wallboard
         self.clients: set[Client] = set()
         self._events: asyncio.Queue[Event] | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -333,13 +335,33 @@ class CtiHub:
             return
         queues = await resolve(self.centre.queues())
         ts = self.clock()
+        campaigns = campaign_rows(self.campaigns()) if self.campaigns is not None else []
         plain = full = ""
         for c in clients:
             if c.principal.at_least("supervisor"):
                 if not full:
                     agents = await resolve(self.centre.agents())
-                    full = dumps({"kind": "queue_stats", "ts": ts, "queues": queues, "agents": agents})
+                    full = dumps({"kind": "queue_stats", "ts": ts, "queues": queues, "agents": agents,
+                                  "campaigns": campaigns})
                 c.put_text(full)
             else:
-                plain = plain or dumps({"kind": "queue_stats", "ts": ts, "queues": queues})
+                plain = plain or dumps({"kind": "queue_stats", "ts": ts, "queues": queues, "campaigns": campaigns})
                 c.put_text(plain)
+
+
+def campaign_rows(campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the wallboard shows of each campaign that has been started: progress and abandonment."""
+    rows = []
+    for c in campaigns:
+        if c.get("state") == "draft":
+            continue
+        stats = dict(c.get("stats") or {})
+        states = dict(stats.get("states") or {})
+        rows.append({
+            "id": c["id"], "name": c.get("name") or c["id"], "mode": c.get("mode"), "state": c.get("state"),
+            "records": stats.get("records", 0), "done": states.get("done", 0), "failed": states.get("failed", 0),
+            "remaining": sum(n for s, n in states.items() if s not in ("done", "failed", "dnc")),
+            "calls": c.get("calls_in_progress", 0), "connected": stats.get("connected", 0),
+            "abandon_rate": stats.get("abandon_rate", 0.0), "abandon_ceiling": c.get("abandon_ceiling"),
+        })
+    return rows

@@ -139,7 +139,8 @@ class ApiServer:
             media_legs=_media_legs(node),
             campaigns=node.campaigns.list,
         )
-        self.hub = CtiHub(node.bus, centre, lambda: node.store.recent_calls if node.store is not None else None)
+        self.hub = CtiHub(node.bus, centre, lambda: node.store.recent_calls if node.store is not None else None,
+                          campaigns=node.campaigns.list)
         self.endpoints = self._endpoints()
         self.app = self._build_app()
         self.host = config.host

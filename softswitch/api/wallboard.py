@@ -1,7 +1,9 @@
 """The wallboard: one page of plain HTML and JavaScript, fed live by the CTI WebSocket.
 
 Open `/wallboard?token=<supervisor or agent token>`. Made for a wall-mounted screen across a room:
-large type, white and amber on black, every label in Japanese and English.
+large type, white and amber on black, every label in Japanese and English. Below the queues, each
+outbound campaign that has been started: numbers still to call, connected, calls now, its
+abandonment rate against the ceiling, and a progress bar.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ main { display:grid; grid-template-columns:repeat(auto-fit, minmax(44vw, 1fr)); 
 .callers { margin-top:1vw; font-size:1.8vw; color:var(--dim); min-height:2.2vw; }
 .callers span { color:var(--warn); margin-right:1.2em; font-variant-numeric:tabular-nums; }
 #empty { font-size:2.5vw; padding:2vw; color:var(--dim); }
+.campaign { border-style:dashed; }
+.campaign h2 .mode { font-size:.5em; color:var(--dim); margin-left:.6em; }
+.bar { height:1.2vw; background:#333; border-radius:.6vw; overflow:hidden; margin-top:1vw; }
+.bar span { display:block; height:100%; background:var(--ok); }
 </style></head>
 <body>
 <header>
@@ -87,7 +93,9 @@ function render() {
   if (!latest) return;
   const elapsed = (Date.now() - receivedAt) / 1000;
   main.replaceChildren();
-  if (!latest.queues.length) { main.appendChild(el("div", null, "キューなし No queues")); return; }
+  if (!latest.queues.length && !(latest.campaigns || []).length) {
+    main.appendChild(el("div", null, "キューなし No queues")); return;
+  }
   for (const q of latest.queues) {
     const card = el("section", "queue");
     card.dataset.queue = q.queue;
@@ -121,6 +129,36 @@ function render() {
     card.appendChild(agents);
     main.appendChild(card);
   }
+  for (const c of (latest.campaigns || [])) main.appendChild(campaignCard(c));
+}
+
+const MODES = {preview: "プレビュー Preview", progressive: "プログレッシブ Progressive",
+               predictive: "プレディクティブ Predictive"};
+const CAMPAIGN_STATES = {running: "発信中 Dialling", paused: "一時停止 Paused", finished: "完了 Finished"};
+
+function campaignCard(c) {
+  const card = el("section", "queue campaign");
+  card.dataset.campaign = c.id;
+  const over = c.abandon_ceiling !== null && c.abandon_rate > c.abandon_ceiling;
+  if (over) card.classList.add("alert");
+  const h = el("h2", null, c.name);
+  h.appendChild(el("span", "mode", (MODES[c.mode] || c.mode) + " · " + (CAMPAIGN_STATES[c.state] || c.state)));
+  card.appendChild(h);
+  const figs = el("div", "figures");
+  figs.appendChild(figure("remaining", String(c.remaining), "未発信", "Still to call", ""));
+  figs.appendChild(figure("connected", String(c.connected), "接続", "Connected", c.connected ? "ok" : ""));
+  figs.appendChild(figure("calls", String(c.calls), "発信中", "Calls now", ""));
+  figs.appendChild(figure("abandon", (c.abandon_rate * 100).toFixed(1) + "%", "放棄率",
+                          "Abandoned (max " + Math.round((c.abandon_ceiling || 0) * 100) + "%)", over ? "bad" : "ok"));
+  card.appendChild(figs);
+  const bar = el("div", "bar");
+  const fill = el("span");
+  const finished = c.done + c.failed;
+  fill.style.width = (c.records ? Math.round(100 * finished / c.records) : 0) + "%";
+  bar.appendChild(fill);
+  card.appendChild(bar);
+  card.appendChild(el("div", "callers progress", finished + " / " + c.records + " 件完了 records done"));
+  return card;
 }
 
 function setStatus(live, text) {
