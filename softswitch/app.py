@@ -25,11 +25,12 @@ from softswitch.api import ApiServer
 from softswitch.api.nodecentre import NodeCentre
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
+from softswitch.calls.forwarding import forward_after
 from softswitch.calls.session import CallSession, DeferredObserver, SessionServices
 from softswitch.calls.trunks import Trunks, TrunkUnavailable
 from softswitch.campaigns import Campaigns
 from softswitch.centre import ContactCentre
-from softswitch.config import ConfigError, NodeConfig, demo_config, load_config
+from softswitch.config import ConfigError, Forwarding, NodeConfig, demo_config, load_config
 from softswitch.dialplan.holder import DialplanHolder, ReloadResult
 from softswitch.dialplan.interpreter import Interpreter
 from softswitch.events import CallEnded, EventBus, RegistrationChanged
@@ -131,6 +132,7 @@ class Node:
             lookup_user=self.targets_of, prompts_dir=media.prompts_dir,
             voicemail_dir=media.recordings_dir / "voicemail", centre=self.centre, media_address=media.address,
             lookup_external=self._external_target, hold_music=hold_music,
+            forwarding=self._forwarding_of, forward_targets=self._forward_targets,
         )
         self.sessions.park_code = config.features.park
         self.centre.services = self.sessions
@@ -483,17 +485,17 @@ class Node:
 
     def _call_user(self, req: Request, source: Addr, caller: str, callee: str) -> None:
         """Ring a user's phones, with their forwarding (always, busy, no answer) applied."""
-        fwd = self.config.users_by_id[callee].forward if callee in self.config.users_by_id else None
+        fwd = self._forwarding_of(callee)
         targets = self.targets_of(callee)
         if fwd is not None and fwd.always:
             targets = self._forward_targets(fwd.always, caller)
             fwd = None
         on_fail = None
         if fwd is not None and (fwd.busy or fwd.no_answer):
-            busy, no_answer = fwd.busy, fwd.no_answer
+            no_answer = fwd.no_answer
 
             def on_fail(status: int) -> list[Target]:
-                number = busy if status in (486, 600) else no_answer if status in (408, 480) else None
+                number = forward_after(fwd, status)
                 return self._forward_targets(number, caller) if number else []
 
             if not targets and no_answer:  # no phone registered counts as not answering
@@ -504,6 +506,11 @@ class Node:
             return
         self.b2bua.start_call(req, source, caller, callee, targets, forward=on_fail,
                               no_answer_after=fwd.no_answer_after if fwd is not None and fwd.no_answer else None)
+
+    def _forwarding_of(self, user: str) -> Forwarding | None:
+        """A user's forwarding rules (None: not forwarded, or not a user of this node)."""
+        found = self.config.users_by_id.get(user)
+        return found.forward if found is not None else None
 
     def _forward_targets(self, number: str, caller: str) -> list[Target]:
         """A forwarding destination: another user's phones, or an outside number via a trunk."""

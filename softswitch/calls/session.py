@@ -24,6 +24,7 @@ from media import sdp as sdpmod
 from media.backend import MediaBackend, PortPoolExhausted
 from media.dtmf import DtmfDigit
 from softswitch.calls.b2bua import B2BUA, Call, OutLeg, Target
+from softswitch.calls.forwarding import first_ring, forward_ring
 from softswitch.dialplan import commands as c
 from softswitch.dialplan.interpreter import Interpreter
 from softswitch.events import Event
@@ -33,6 +34,7 @@ from softswitch.sip.uri import parse_name_addr
 if TYPE_CHECKING:
     from media.tts import TtsRenderer
     from softswitch.campaigns import CallbackSpec
+    from softswitch.config import Forwarding
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ class SessionServices:
                  centre: Any = None, media_address: str = "127.0.0.1",
                  lookup_external: Callable[[str, str, str | None], Target | None] | None = None,
                  hold_music: Callable[[], np.ndarray] | None = None,
-                 book_callback: Callable[[CallbackSpec], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 book_callback: Callable[[CallbackSpec], Awaitable[dict[str, Any]]] | None = None,
+                 forwarding: Callable[[str], Forwarding | None] | None = None,
+                 forward_targets: Callable[[str, str], list[Target]] | None = None) -> None:
         self.b2bua = b2bua
         self.media = media
         self.tts = tts
@@ -73,6 +77,9 @@ class SessionServices:
         self.lookup_external = lookup_external
         self.hold_music = hold_music
         self.book_callback = book_callback  # the node's campaigns book callbacks (None: not offered)
+        # Users' forwarding rules, and where a forward destination (a user, an outside number) rings.
+        self.forwarding = forwarding
+        self.forward_targets = forward_targets
         self.prompts_dir = prompts_dir
         self.voicemail_dir = voicemail_dir
         self.centre = centre
@@ -439,8 +446,20 @@ class CallSession:
         self._ports.pop(leg, None)
         await self.s.media.release(leg)
 
+    def _forwarding(self, user: str) -> Forwarding | None:
+        return self.s.forwarding(user) if self.s.forwarding is not None else None
+
+    def _forwarded(self, number: str, caller_id: str | None) -> list[Target]:
+        """Where a forward destination rings (a user's phones, an outside number via a trunk)."""
+        if self.s.forward_targets is None:
+            return []
+        return self.s.forward_targets(number, caller_id or self.call.caller)
+
     def _targets_of(self, t: c.DialTarget, caller_id: str | None) -> list[Target]:
         if t.kind == "user":
+            fwd = self._forwarding(t.value)
+            if fwd is not None and fwd.always and self.s.forward_targets is not None:
+                return self._forwarded(fwd.always, caller_id)  # unconditional: the user's phones never ring
             return self.s.lookup_user(t.value)
         if self.s.lookup_external is not None:
             found = self.s.lookup_external(t.value, caller_id or self.call.caller, t.trunk)
@@ -450,7 +469,18 @@ class CallSession:
 
     async def _dial(self, cmd: c.Dial) -> c.DialResult:
         """Ring the targets: all at once (ring_all), or one member after another for `timeout`
-        each (sequential; round_robin starts after the member who answered last; random)."""
+        each (sequential; round_robin starts after the member who answered last; random).
+
+        Users' forwarding: `always` rings the forward destination instead of a user's phones,
+        for every target. A step that dials one user also forwards once on busy (486/600) or no
+        answer (nobody within the user's `no_answer_after`, or no phone registered), for what is
+        left of the step's timeout; ring group members are not forwarded on busy or no answer
+        (the group's next member, or the plan's next step, is the fallback there)."""
+        fwd: Forwarding | None = None
+        if len(cmd.targets) == 1 and cmd.targets[0].kind == "user" and self.s.forward_targets is not None:
+            fwd = self._forwarding(cmd.targets[0].value)
+            if fwd is not None and fwd.always:
+                fwd = None  # _targets_of already rings the destination; it is not forwarded again
         if cmd.strategy == "ring_all" or len(cmd.targets) < 2:
             rounds = [[t for d in cmd.targets for t in self._targets_of(d, cmd.caller_id)]]
         else:
@@ -461,6 +491,14 @@ class CallSession:
                 start = self.s.next_in_turn(tuple(d.value for d in cmd.targets))
                 members = members[start:] + members[:start]
             rounds = [self._targets_of(d, cmd.caller_id) for d in members]
+        ring_for = cmd.timeout
+        if fwd is not None:
+            if not rounds[0] and fwd.no_answer:
+                # No phone registered counts as not answering: straight to the destination.
+                rounds = [self._forwarded(fwd.no_answer, cmd.caller_id)]
+                fwd = None
+            else:
+                ring_for = first_ring(fwd, cmd.timeout)
         rounds = [r for r in rounds if r]
         if not rounds:
             return c.DialResult(status="failed")
@@ -472,16 +510,25 @@ class CallSession:
         users = [d.value for d in cmd.targets if d.kind == "user"]
         for user in users:
             self.s.ringing[user] = self
+        started = time.monotonic()
         try:
             for targets in rounds:
                 if self.ended.is_set():
                     break
                 leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
-                out, status = await self.originate(leg, targets, cmd.timeout)
+                out, status = await self.originate(leg, targets, ring_for)
                 if self.picked_by is not None:
                     return await self._picked_up(self.picked_by)
                 if out is not None:
                     break
+            hop = forward_ring(fwd, status, cmd.timeout, time.monotonic() - started) if out is None else None
+            targets = self._forwarded(hop[0], cmd.caller_id) if hop is not None else []
+            if targets and hop is not None and not self.ended.is_set():
+                log.info("call %s: %s forwarded after %d to %s", self.call.uuid, users[0], status, hop[0])
+                leg = f"{self.call.uuid}:f{uuid.uuid4().hex[:6]}"
+                out, status = await self.originate(leg, targets, hop[1])
+                if self.picked_by is not None:
+                    return await self._picked_up(self.picked_by)
         finally:
             for user in users:
                 if self.s.ringing.get(user) is self:
