@@ -16,7 +16,7 @@ import pytest
 from softswitch.api.events import ScreenPop
 from softswitch.app import Node
 from softswitch.config import NodeConfig
-from softswitch.events import CDR, CampaignAttempt
+from softswitch.events import CDR, CampaignAttempt, RecordingSaved
 from tests.nodes import DOMAIN, node_config, running_node, wait_for
 from tests.peers import SippProcess, free_port, require_sipp, run_sipp, start_sipp, write_users_inf
 from tests.test_trunks_sipp import invites_seen_by
@@ -164,6 +164,9 @@ async def test_a_progressive_campaign_of_200_numbers_accounts_for_every_record(t
     for cdr in cdrs:
         if cdr.call_uuid in connected:
             assert cdr.agent == connected[cdr.call_uuid].agent and cdr.customer_id.startswith("C")
+    # Every connected call was recorded, linked to its CDR.
+    recorded = {e.call_uuid for e in events if isinstance(e, RecordingSaved)}
+    assert recorded == set(connected), len(recorded)
 
 
 async def test_a_predictive_campaign_keeps_its_abandonment_under_the_ceiling(tmp_path):
