@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import logging
 import os
@@ -27,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -62,6 +64,9 @@ MAX_CSV_BYTES = 20_000_000
 FLUSH_EVERY = 0.5
 SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most this late
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
+CALLBACK_RETRY = 5.0  # a due callback the database could not hand out is tried again this late
+OFFER_LOST_AFTER = 600.0  # an `offered` callback this old at start was lost with a stopped node
+JST = ZoneInfo("Asia/Tokyo")
 
 
 class CampaignError(ValueError):
@@ -250,6 +255,7 @@ class Campaigns:
         self._dirty: dict[tuple[str, str], CampaignRecord] = {}
         self._dirty_callbacks: dict[str, ScheduledCallback] = {}
         self._dirty_campaigns: dict[str, Campaign] = {}
+        self._callback_retry: dict[str, float] = {}  # callback id -> not before (being taken, database away)
         self._flush_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._pace_handle: asyncio.Handle | None = None
@@ -294,10 +300,17 @@ class Campaigns:
             records = await self._stored_records(store, campaign.id)
             self.runs[campaign.id] = Run(spec, campaign.state, campaign.created,
                                          Dialer(campaign.id, spec.settings(), records, dnc=self._is_dnc))
+        now = self.clock()
         for cb in await store.scheduled_callbacks(state=None):
-            if cb.state in ("pending", "offered"):
-                # One offered before a restart was lost with the process: book it again.
-                self.callbacks[cb.id] = replace(cb, state="pending")
+            if cb.state == "pending":
+                self.callbacks[cb.id] = cb
+            elif cb.state == "offered" and cb.updated < now - OFFER_LOST_AFTER:
+                # Offered long ago and never finished: the node offering it went away. Offer it again.
+                cb = replace(cb, state="pending", updated=now)
+                await store.upsert_scheduled_callback(cb)
+                self.callbacks[cb.id] = cb
+            elif cb.state in ("offered", "done", "failed", "cancelled"):
+                self.callbacks[cb.id] = cb
         self._loaded = True
         self._arm()
 
@@ -334,6 +347,10 @@ class Campaigns:
             await asyncio.wait(calls, timeout=5.0)
         if self._flusher is not None:
             self._flusher.cancel()
+        for cb in list(self.callbacks.values()):
+            if cb.state == "offered":
+                # Not finished here: back to the book for the next node that starts (or this one).
+                self._set_callback(replace(cb, state="pending", updated=self.clock()))
         try:
             await self._flush()
             for run in self.runs.values():
@@ -602,17 +619,33 @@ class Campaigns:
 
     def _due_callbacks(self, now: float) -> None:
         for cb in list(self.callbacks.values()):
-            if cb.state != "pending" or cb.due > now:
+            if cb.state != "pending" or cb.due > now or self._callback_retry.get(cb.id, 0.0) > now:
                 continue
-            when = time.strftime("%H:%M", time.localtime(cb.created))
-            reason = f"予約コールバック ({cb.agent or cb.queue} が {when} に予約)" + (f": {cb.note}" if cb.note else "")
-            why = self.centre.schedule_callback(
-                cb.id, cb.number, cb.queue, customer_id=cb.customer_id, agent=cb.agent or None, reason=reason,
-                on_done=lambda outcome, cid=cb.id: self._callback_done(cid, outcome))
-            state = "offered" if why is None else "failed"
-            if why is not None:
-                log.warning("scheduled callback %s to %s not queued: %s", cb.id, cb.number, why)
-            self._set_callback(replace(cb, state=state, updated=now))
+            self._callback_retry[cb.id] = now + CALLBACK_RETRY  # not again while this one is taken
+            self._spawn(self._offer_callback(cb))
+
+    async def _offer_callback(self, cb: ScheduledCallback) -> None:
+        """Take the due callback in the store (so that one node only offers it), then queue it."""
+        now = self.clock()
+        try:
+            taken = await self._require_store().take_scheduled_callback(cb.id, now)
+        except StoreUnavailable as exc:
+            log.warning("scheduled callback %s waits for the database: %s", cb.id, exc)
+            self._arm()
+            return
+        self._callback_retry.pop(cb.id, None)
+        if not taken:
+            # Another node offers it, or it was cancelled there: this node forgets it.
+            self.callbacks.pop(cb.id, None)
+            return
+        when = dt.datetime.fromtimestamp(cb.created, JST).strftime("%H:%M")
+        reason = f"予約コールバック ({cb.agent or cb.queue} が {when} に予約)" + (f": {cb.note}" if cb.note else "")
+        why = self.centre.schedule_callback(
+            cb.id, cb.number, cb.queue, customer_id=cb.customer_id, agent=cb.agent or None, reason=reason,
+            on_done=lambda outcome, cid=cb.id: self._callback_done(cid, outcome))
+        if why is not None:
+            log.warning("scheduled callback %s to %s not queued: %s", cb.id, cb.number, why)
+        self._set_callback(replace(cb, state="offered" if why is None else "failed", updated=now))
 
     def _callback_done(self, callback_id: str, outcome: str) -> None:
         cb = self.callbacks.get(callback_id)
@@ -677,7 +710,8 @@ class Campaigns:
     def _arm(self) -> None:
         if self._halted:
             return
-        deadlines = [cb.due for cb in self.callbacks.values() if cb.state == "pending"]
+        deadlines = [max(cb.due, self._callback_retry.get(cb.id, 0.0))
+                     for cb in self.callbacks.values() if cb.state == "pending"]
         now = self.clock()
         for run in self.runs.values():
             # Preview campaigns dial when agents ask; retries already due go out when an agent frees.

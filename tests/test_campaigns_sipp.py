@@ -533,3 +533,33 @@ async def test_a_retry_due_while_no_agent_is_free_waits_for_an_agent_without_spi
         assert (await carrier.wait()).successful == 2
     record = node.campaigns.runs["again"].dialer.records()["b1"]
     assert (record.state, record.attempts, record.last_result) == ("failed", 2, "busy")
+
+
+async def test_a_due_callback_known_to_two_nodes_is_offered_by_one_only(tmp_path):
+    from softswitch.store.testing import pg_url, temporary_database_sync
+
+    dbs = temporary_database_sync("softswitch_cb")
+    db = next(dbs)
+    try:
+        configs = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            config = campaign_config(tmp_path / name, ["2001"], free_port(CARRIER_IP))
+            configs.append(config.model_copy(update={"database": pg_url(db)}))
+        async with running_node(configs[0]) as a:
+            url = f"http://{configs[0].api.host}:{a.api.port}"
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                r = await http.post("/api/callbacks", json={"number": "0312345678", "due": time.time() + 1.5,
+                                                            "queue": "sales"}, headers=SUPERVISOR)
+                assert r.status_code == 200, r.text
+                cid = r.json()["id"]
+            async with running_node(configs[1]) as b:  # b reads the book at start: it knows the callback too
+                assert b.campaigns.callbacks[cid].state == "pending"
+                key = f"callback-{cid}"
+                await wait_for(lambda: key in a.centre.callbacks or key in b.centre.callbacks, timeout=5)
+                await asyncio.sleep(1.0)  # the other node's timer has fired by now too
+                assert (key in a.centre.callbacks) != (key in b.centre.callbacks)
+                stored = await a.store.get_scheduled_callback(cid)
+                assert stored is not None and stored.state == "offered"
+    finally:
+        next(dbs, None)

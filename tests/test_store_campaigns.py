@@ -318,6 +318,18 @@ async def test_the_do_not_call_list_adds_each_number_once_and_answers_membership
     assert await store.add_dnc([]) == 0
 
 
+async def test_a_due_callback_is_taken_by_one_node_only(store: Store) -> None:
+    await store.upsert_scheduled_callback(ScheduledCallback("cb1", "0311111111", T0, "sales", created=T0, updated=T0))
+    await store.upsert_scheduled_callback(
+        ScheduledCallback("cb2", "0311112222", T0, "sales", state="cancelled", created=T0, updated=T0))
+    assert await store.take_scheduled_callback("cb1", T0 + 5)
+    assert not await store.take_scheduled_callback("cb1", T0 + 6)  # the other node
+    assert not await store.take_scheduled_callback("cb2", T0 + 6)  # cancelled
+    assert not await store.take_scheduled_callback("nope", T0 + 6)
+    taken = await store.get_scheduled_callback("cb1")
+    assert taken is not None and (taken.state, taken.updated) == ("offered", T0 + 5)
+
+
 async def test_scheduled_callbacks_are_listed_by_due_time_filtered_by_state_and_due(store: Store) -> None:
     cbs = [
         ScheduledCallback("cb3", "0311113333", T0 + 300, "sales", created=T0, updated=T0),

@@ -414,6 +414,11 @@ class Store(abc.ABC):
         one keeps its `created` time. `created` and `updated` of 0 mean now."""
 
     @abc.abstractmethod
+    async def take_scheduled_callback(self, callback_id: str, now: float) -> bool:
+        """Move a pending callback to `offered` (stamped `now`) for the node that will offer it; False
+        when it is not pending any more (another node took it, or it was cancelled)."""
+
+    @abc.abstractmethod
     async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
         """One callback, or None."""
 

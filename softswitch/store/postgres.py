@@ -733,6 +733,11 @@ class PostgresStore(Store):
         row = callback_row(cb, time.time())
         await self._run(lambda c: c.execute(_CALLBACK_SQL, *row))
 
+    async def take_scheduled_callback(self, callback_id: str, now: float) -> bool:
+        sql = "UPDATE scheduled_callbacks SET state = 'offered', updated = $2 WHERE id = $1 AND state = 'pending'"
+        status = await self._run(lambda c: c.execute(sql, callback_id, now))
+        return status.endswith(" 1")
+
     async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
         sql = f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE id = $1"
         r = await self._run(lambda c: c.fetchrow(sql, callback_id))

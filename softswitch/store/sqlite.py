@@ -491,6 +491,10 @@ class SqliteStore(Store):
         row = callback_row(cb, time.time())
         await self._call(lambda c: c.execute(_CALLBACK_SQL, row))
 
+    async def take_scheduled_callback(self, callback_id: str, now: float) -> bool:
+        sql = "UPDATE scheduled_callbacks SET state = 'offered', updated = ? WHERE id = ? AND state = 'pending'"
+        return await self._call(lambda c: c.execute(sql, (now, callback_id)).rowcount) > 0
+
     async def get_scheduled_callback(self, callback_id: str) -> ScheduledCallback | None:
         sql = f"SELECT {CALLBACK_COLUMNS} FROM scheduled_callbacks WHERE id = ?"
         r = await self._call(lambda c: c.execute(sql, (callback_id,)).fetchone())
