@@ -165,6 +165,9 @@ class Attempt:
     done: bool = False
     best: int = 0
     timer_cancel: Callable[[], None] | None = None
+    # Set for attempts whose ringing legs another phone may take over with Replaces (directed call
+    # pickup, RFC 3891): our SDP answer to that phone's offer, from the attempt's media endpoint.
+    answer_offer: Callable[[bytes], bytes | None] | None = None
 
 
 #: CDR dispositions of failure statuses.
@@ -635,10 +638,13 @@ class B2BUA:
         self._finish(call, disposition, cause or str(status), "system")
 
     def originate(self, call: Call, targets: list[Target], sdp: bytes, *, timeout: float,
-                  on_result: Callable[[OutLeg | None, int, bytes], None], from_user: str | None = None) -> Attempt:
+                  on_result: Callable[[OutLeg | None, int, bytes], None], from_user: str | None = None,
+                  answer_offer: Callable[[bytes], bytes | None] | None = None) -> Attempt:
         """Ring `targets` in parallel with our SDP; `on_result` gets the answering leg (first 2xx
-        wins, the others are cancelled) or None with the best failure status."""
-        attempt = Attempt(call=call, legs=[], on_result=on_result)
+        wins, the others are cancelled) or None with the best failure status. With `answer_offer`,
+        an INVITE with Replaces naming a ringing leg answers the attempt instead (call pickup);
+        `on_result` then gets that phone's leg and its SDP offer."""
+        attempt = Attempt(call=call, legs=[], on_result=on_result, answer_offer=answer_offer)
         call.attempts.append(attempt)
 
         def expired() -> None:
@@ -1314,13 +1320,77 @@ class B2BUA:
             return 486, "Busy Here"
         return call, side
 
+    def _match_early(self, rep: Replaces) -> tuple[Call, Attempt, OutLeg] | tuple[int, str] | None:
+        """A ringing leg of the switch's own that Replaces names (an early dialog this UA initiated,
+        which RFC 3891 section 3 lets be replaced: directed call pickup), or the status to refuse
+        with; None when no early dialog matches. Only legs a dial step rings may be taken over:
+        queue offers, transfer targets and relayed calls (whose caller's offer nobody could answer:
+        the switch relays SDP there and has no media of its own) are refused with 481."""
+        # A linear search: INVITEs with Replaces are rare, and ringing legs are not indexed by dialog.
+        for call in self.calls.values():
+            for leg in call.legs:
+                dialog = leg.dialog
+                if leg.done or dialog is None or dialog.call_id != rep.call_id or dialog.local_tag != rep.to_tag:
+                    continue
+                attempt = self._attempt_of(call, leg) if call.local else None
+                if (dialog.remote_tag != rep.from_tag or attempt is None or attempt.done
+                        or attempt.answer_offer is None):
+                    return 481, "Call/Transaction Does Not Exist"
+                return call, attempt, leg
+        return None
+
+    def _pick_up(self, invite: Request, source: Addr, user: str, call: Call, attempt: Attempt) -> None:
+        """The sender of an INVITE with Replaces answers a dial step's attempt in place of the
+        phones it rings (RFC 3891 section 3): 200 with our answer to its offer, the ringing legs
+        cancelled (the replaced phone gets CANCEL, as a UAC does for an early dialog)."""
+        sdp = attempt.answer_offer(invite.body) if attempt.answer_offer is not None and invite.body else None
+        if sdp is None:
+            status, reason = (488, "Offer Required") if not invite.body else (488, "Not Acceptable Here")
+            self.sip.respond(make_response(invite, status, reason, to_tag=new_tag()))
+            return
+        tag = new_tag()
+        dialog = Dialog.as_uas(invite, tag)
+        dialog.confirm()
+        leg = OutLeg(target=Target(uri=dialog.remote_target, dest=source, user=user), invite=invite, dialog=dialog,
+                     status=200, done=True)
+        attempt.done = True
+        if attempt.timer_cancel is not None:
+            attempt.timer_cancel()
+        for other in attempt.legs:
+            if not other.done:
+                self._cancel_leg(other)
+        if call.b is not None and call.b.dialog is not None:
+            self._bye(call.b.dialog, call.b.target.dest)  # as when a leg answers: it replaces the old one
+            self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
+        call.legs.append(leg)
+        attempt.legs.append(leg)
+        call.b = leg
+        self._by_dialog[(dialog.call_id, tag)] = (call, "b")
+        ok = make_response(invite, 200, "OK", to_tag=tag)
+        ok.headers.add("Contact", self.sip.contact(call.caller, source))
+        ok.headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK")
+        ok.headers.add("Content-Type", "application/sdp")
+        ok.body = sdp
+        self.sip.respond(ok)
+        self._resend_until_ack(call, ok, (dialog.call_id, tag))
+        log.info("call %s: %s picked up the call ringing elsewhere (Replaces)", call.uuid, user)
+        attempt.on_result(leg, 200, invite.body)
+
     def on_replaces(self, invite: Request, source: Addr, user: str) -> None:
         """A new INVITE with Replaces (RFC 3891) from an authenticated user: its sender takes the
-        place of the party on the named leg, which is hung up; 481/486/603 when it cannot."""
+        place of the party on the named leg, which is hung up, or answers in place of a phone a
+        dial step rings (call pickup); 481/486/603 when it cannot."""
         try:
             rep = parse_replaces(invite.headers.get("Replaces") or "")
         except ValueError:
             self.sip.respond(make_response(invite, 400, "Bad Replaces Header", to_tag=new_tag()))
+            return
+        early = self._match_early(rep) if (rep.call_id, rep.to_tag) not in self._by_dialog else None
+        if early is not None:
+            if isinstance(early[0], Call):
+                self._pick_up(invite, source, user, early[0], early[1])  # type: ignore[misc]
+            else:
+                self.sip.respond(make_response(invite, early[0], early[1], to_tag=new_tag()))  # type: ignore[arg-type]
             return
         found = self._match_replaces(rep)
         if isinstance(found[0], Call) and found[0].transfer is not None:

@@ -394,8 +394,10 @@ class CallSession:
                             value=value, trunk=trunk)
 
     async def originate(self, leg: str, targets: list[Target], timeout: float,
-                        from_user: str | None = None) -> tuple[OutLeg | None, int]:
-        """Ring targets from a new media leg; on answer its media is set up (not yet bridged)."""
+                        from_user: str | None = None, *, replaceable: bool = False) -> tuple[OutLeg | None, int]:
+        """Ring targets from a new media leg; on answer its media is set up (not yet bridged).
+        `replaceable`: another phone may answer instead with an INVITE with Replaces naming a
+        ringing leg (directed call pickup); its offer is answered from this media leg."""
         try:
             port = await self.endpoint(leg)
         except PortPoolExhausted:
@@ -409,8 +411,16 @@ class CallSession:
             if not fut.done():
                 fut.set_result((out, status, body))
 
+        def answer_offer(body: bytes) -> bytes | None:
+            try:
+                answer, _ = sdpmod.answer(sdpmod.parse(body), self.s.media_address, port,
+                                          session_id=int(time.time()))
+            except (sdpmod.SdpError, ValueError):
+                return None
+            return bytes(answer)
+
         attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done,
-                                         from_user=from_user)
+                                         from_user=from_user, answer_offer=answer_offer if replaceable else None)
         self._ringing = (attempt, fut)
         try:
             out, status, body = await fut
@@ -516,7 +526,7 @@ class CallSession:
                 if self.ended.is_set():
                     break
                 leg = f"{self.call.uuid}:b{uuid.uuid4().hex[:6]}"
-                out, status = await self.originate(leg, targets, ring_for)
+                out, status = await self.originate(leg, targets, ring_for, replaceable=True)
                 if self.picked_by is not None:
                     return await self._picked_up(self.picked_by)
                 if out is not None:
@@ -526,7 +536,7 @@ class CallSession:
             if targets and hop is not None and not self.ended.is_set():
                 log.info("call %s: %s forwarded after %d to %s", self.call.uuid, users[0], status, hop[0])
                 leg = f"{self.call.uuid}:f{uuid.uuid4().hex[:6]}"
-                out, status = await self.originate(leg, targets, hop[1])
+                out, status = await self.originate(leg, targets, hop[1], replaceable=True)
                 if self.picked_by is not None:
                     return await self._picked_up(self.picked_by)
         finally:
