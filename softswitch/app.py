@@ -137,7 +137,8 @@ class Node:
         self.sessions.park_code = config.features.park
         self.centre.services = self.sessions
         self.campaigns = Campaigns(centre=self.centre, services=self.sessions, bus=self.bus,
-                                   store=lambda: self.store, target_for=self._campaign_target)
+                                   store=lambda: self.store, target_for=self._campaign_target,
+                                   trunk_room=self.trunks.room)
         # The dialplan's book_callback step; its agent may come from a CRM that knows other agents.
         self.sessions.book_callback = functools.partial(self.campaigns.book_callback, any_agent=True)
         self.handlers: dict[str, RequestHandler] = {

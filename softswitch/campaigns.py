@@ -64,6 +64,7 @@ MAX_CSV_BYTES = 20_000_000
 FLUSH_EVERY = 0.5
 SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most this late
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
+TRUNK_FULL_PAUSE = 0.5  # a campaign whose trunk has no channel free waits this long before dialling again
 CALLBACK_RETRY = 5.0  # a due callback the database could not hand out is tried again this late
 OFFER_LOST_AFTER = 600.0  # an `offered` callback this old at start was lost with a stopped node
 JST = ZoneInfo("Asia/Tokyo")
@@ -225,6 +226,7 @@ class Run:
     calls: set[asyncio.Task[None]] = field(default_factory=set)
     leased_until: float = 0.0  # this node may dial the campaign until then (its lease in the store)
     stale: bool = False  # another node may have dialled it since this node read the list
+    blocked_until: float = 0.0  # its trunk was full: no new dial before then
 
     @property
     def id(self) -> str:
@@ -242,13 +244,16 @@ class Campaigns:
 
     def __init__(self, *, centre: ContactCentre, services: SessionServices, bus: EventBus,
                  store: Callable[[], Store | None], target_for: TargetFor,
+                 trunk_room: Callable[[str], int | None] = lambda trunk: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.centre = centre
         self.services = services
         self.bus = bus
         self.store = store
         self.target_for = target_for
+        self.trunk_room = trunk_room  # channels free on a trunk now (None: no limit)
         self.clock = clock
+        self._placing: dict[str, int] = {}  # trunk -> calls being set up, not yet counted by the trunk
         self.runs: dict[str, Run] = {}
         self.dnc: set[str] = set()
         self.callbacks: dict[str, ScheduledCallback] = {}
@@ -686,7 +691,7 @@ class Campaigns:
         self._pace_handle = None
         now = self.clock()
         for run in self.runs.values():
-            if run.spec.mode == "preview" or not run.dials_here(now):
+            if run.spec.mode == "preview" or not run.dials_here(now) or run.blocked_until > now:
                 continue
             try:
                 self._pace(run, now)
@@ -720,6 +725,8 @@ class Campaigns:
             d = run.dialer.next_deadline(now)
             if d is not None:
                 deadlines.append(d)
+            if run.blocked_until > now:
+                deadlines.append(run.blocked_until)
             if not run.spec.schedule.is_open(now):
                 deadlines.append((now // SCHEDULE_RECHECK + 1) * SCHEDULE_RECHECK)
         self._timer.arm(min(deadlines) if deadlines else None)
@@ -747,17 +754,33 @@ class Campaigns:
         try:
             try:
                 found = self.target_for(dial.number, spec.trunk or None, spec.caller_id)
+                if found is not None:
+                    room = self.trunk_room(found[1])
+                    if room is not None and room - self._placing.get(found[1], 0) <= 0:
+                        raise TrunkUnavailable(f"trunk {found[1]}: every channel is in use")
             except TrunkUnavailable as exc:
-                # Not this number's fault: it goes back to the list without counting an attempt.
-                log.warning("campaign %s: %s", run.id, exc)
+                # Not this number's fault: it goes back to the list without counting an attempt,
+                # and the campaign waits a moment for a channel rather than trying again at once.
+                log.info("campaign %s: %s", run.id, exc)
+                run.blocked_until = self.clock() + TRUNK_FULL_PAUSE
                 result = Result.SKIPPED
                 return
             if found is None:
                 log.warning("campaign %s: no trunk carries %s", run.id, dial.number)
                 return
             target, trunk = found
-            cc, status = await PlacedCall.ring(self.services, spec.caller_id or spec.queue, dial.number, [target],
-                                               spec.ring_timeout, trunk=trunk)
+            placing = [trunk]  # until the call exists and the trunk counts it
+            self._placing[trunk] = self._placing.get(trunk, 0) + 1
+
+            def placed() -> None:
+                if placing:
+                    self._placing[placing.pop()] -= 1
+
+            try:
+                cc, status = await PlacedCall.ring(self.services, spec.caller_id or spec.queue, dial.number,
+                                                   [target], spec.ring_timeout, trunk=trunk, on_placed=placed)
+            finally:
+                placed()
             if cc is None:
                 result = DIAL_RESULTS.get(status, Result.UNREACHABLE)
                 return

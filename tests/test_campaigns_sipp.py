@@ -563,3 +563,44 @@ async def test_a_due_callback_known_to_two_nodes_is_offered_by_one_only(tmp_path
                 assert stored is not None and stored.state == "offered"
     finally:
         next(dbs, None)
+
+
+async def test_a_campaign_waits_for_a_free_channel_when_its_trunk_is_full(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002", "2003"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    trunk = config.trunks[0].model_copy(update={"max_channels": 1})
+    config = config.model_copy(update={"trunks": [trunk]})
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        carrier = await start_carrier(carrier_port, calls=8)
+        passes = 0
+        pace_all = node.campaigns._pace_all
+
+        def counted() -> None:
+            nonlocal passes
+            passes += 1
+            pace_all()
+
+        node.campaigns._pace_all = counted  # type: ignore[method-assign]
+        most = 0
+
+        async def sample() -> None:
+            nonlocal most
+            while True:
+                most = max(most, node.trunks.channels_in_use("carrier"))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.ensure_future(sample())
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "narrow", "progressive", max_attempts=1)
+            lines = ["id,number"] + [f"n{i},03-5556-{i:03d}5" for i in range(8)]
+            await http.post("/api/campaigns/narrow/records", json={"csv": "\n".join(lines)}, headers=SUPERVISOR)
+            await http.put("/api/campaigns/narrow/state", json={"state": "running"}, headers=SUPERVISOR)
+            final = await campaign_finished(http, "narrow", 60)
+        sampler.cancel()
+        assert (await carrier.wait()).successful == 8
+    assert most == 1
+    assert final["stats"]["connected"] == 8 and final["stats"]["attempts"] == 8
+    assert passes < 200, passes  # it waited for channels rather than churning

@@ -693,7 +693,8 @@ class PlacedCall(CallSession):
 
     @classmethod
     async def ring(cls, services: SessionServices, number: str, user: str, targets: list[Target],
-                   timeout: float, *, trunk: str = "") -> tuple[PlacedCall | None, str]:
+                   timeout: float, *, trunk: str = "",
+                   on_placed: Callable[[], None] | None = None) -> tuple[PlacedCall | None, str]:
         """Ring a user's phones showing `number` (or, with `trunk`, a number outside through that
         trunk); (the call, "answered") or (None, a DialResult status)."""
         call_uuid = uuid.uuid4().hex
@@ -711,6 +712,8 @@ class PlacedCall(CallSession):
         call = services.b2bua.originate_call(number, user, targets, bytes(offer), timeout=timeout,
                                              observer=DeferredObserver(lambda: holder[0]), on_result=done,
                                              call_uuid=call_uuid, trunk=trunk)
+        if on_placed is not None:
+            on_placed()  # the call now counts against its trunk's channels
         cc = cls(services, call)
         holder.append(cc)
         cc.legs.add(leg)

@@ -595,6 +595,13 @@ class Trunks:
         """Calls in progress through a trunk (both directions)."""
         return sum(1 for call in self.node.b2bua.calls.values() if call.trunk == trunk)
 
+    def room(self, name: str) -> int | None:
+        """Channels free on a trunk now; None when it has no limit (or no such trunk)."""
+        trunk = next((t for t in self.router.trunks if t.name == name), None)
+        if trunk is None or trunk.max_channels is None:
+            return None
+        return max(0, trunk.max_channels - self.channels_in_use(name))
+
     def _full(self, trunk: Trunk) -> bool:
         return trunk.max_channels is not None and self.channels_in_use(trunk.name) >= trunk.max_channels
 
