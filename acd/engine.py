@@ -458,6 +458,18 @@ class AcdEngine:
             self._push(now + grace, _LEFT, c.key, 0)
         return out
 
+    def caller_moved(self, caller: str, queue: str, now: float) -> list[Decision]:
+        """A supervisor moves a waiting caller to another queue: one continuous wait, counted as an
+        overflow out of the old queue (not an abandon) and an offer to the new one."""
+        c = self._callers.get(caller)
+        if c is None or c.state != WAITING:
+            raise ValueError(f"caller {caller} is not waiting")
+        if queue not in self._queues:
+            raise KeyError(f"no queue {queue}")
+        out: list[Decision] = []
+        self._overflow(c, OverflowTarget(TargetKind.QUEUE, queue), now, out, f"moved to {queue} by a supervisor")
+        return out
+
     def callback_cancelled(self, caller: str, now: float) -> list[Decision]:
         """A queued callback is withdrawn (the customer cancelled it, or calling back failed)."""
         c = self._callers.get(caller)

@@ -360,6 +360,19 @@ def test_a_callback_for_an_agent_who_is_logged_out_goes_straight_to_the_queue() 
     assert offer_to(d) == [("cb1", "a")]
 
 
+def test_a_supervisor_moving_a_caller_keeps_one_wait_and_counts_no_abandon() -> None:
+    eng = AcdEngine([QueueConfig("q"), QueueConfig("r")], [agent("a", "r")])
+    eng.caller_joined("x", "q", 10.0, number="n")
+    d = eng.caller_moved("x", "r", 40.0)
+    assert offer_to(d) == []  # a is not logged in yet
+    assert eng.caller_state("x") == "waiting" and eng.waiting("r") == ["x"]
+    old, new = eng.stats.queue_live("q"), eng.stats.queue_live("r")
+    assert (old.abandoned, old.overflowed, new.offered) == (0, 1, 1)
+    assert offer_to(eng.agent_logged_in("a", 50.0)) == [("x", "a")]
+    with pytest.raises(ValueError):
+        eng.caller_moved("nobody", "r", 60.0)
+
+
 def test_available_agents_lists_only_free_reachable_members_of_the_queue() -> None:
     eng = AcdEngine([QueueConfig("q"), QueueConfig("r")], [agent("a"), agent("b"), agent("c"), agent("d", "r")])
     for aid in "abcd":

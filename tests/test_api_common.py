@@ -144,12 +144,8 @@ class EngineCentre:
             raise NotFound(f"no queue {queue}")
         if self.engine.caller_state(call_uuid) != "waiting":
             raise Conflict(f"call {call_uuid} is not waiting in a queue")
-        ctx = self.contexts[call_uuid]
-        now = self.now()
-        self.apply(self.engine.caller_left(call_uuid, now))
-        ctx["queue"] = queue
-        self.apply(self.engine.caller_joined(call_uuid, queue, now, number=ctx["number"],
-                                             customer_id=ctx["customer_id"], join_time=ctx["joined_at"]))
+        self.contexts[call_uuid]["queue"] = queue
+        self.apply(self.engine.caller_moved(call_uuid, queue, self.now()))
         return {"position": self.engine.position(call_uuid)}
 
     def supervise(self, mode: str, supervisor: str, call_uuid: str) -> dict[str, Any]:

@@ -101,14 +101,9 @@ class NodeCentre:
         if w is None or self._engine.caller_state(call_uuid) != "waiting":
             raise Conflict(f"call {call_uuid} is not waiting in a queue")
         call = w.session.call
-        now = time.time()
-        # The engine has no move yet: leave and rejoin with the original join time (one wait).
-        decisions = self._engine.caller_left(call_uuid, now)
         w.queue = queue
         call.queue = queue
-        decisions += self._engine.caller_joined(call_uuid, queue, now, number=w.number or call.caller,
-                                                customer_id=call.customer_id, join_time=w.joined)
-        centre.apply(decisions)
+        centre.apply(self._engine.caller_moved(call_uuid, queue, time.time()))
         return {"position": self._engine.position(call_uuid)}
 
     def supervise(self, mode: str, supervisor: str, call_uuid: str) -> Any:
