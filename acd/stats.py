@@ -139,6 +139,17 @@ class StatsBook:
 
     # -- recording ------------------------------------------------------------------------------
 
+    def restore(self, queue: str, at: float, *, offered: int, answered: int, abandoned: int,
+                answered_in_sl: int, wait_answered: float) -> None:
+        """Counts kept from before a restart (read back from the store), added to the interval
+        holding `at`, so that today's figures survive the node restarting."""
+        c = self._q(queue).at(at)
+        c.offered += offered
+        c.answered += answered
+        c.abandoned += abandoned
+        c.answered_in_sl += answered_in_sl
+        c.wait_answered += wait_answered
+
     def offered(self, queue: str, now: float) -> None:
         s = self._q(queue)
         s.live.offered += 1

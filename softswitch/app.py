@@ -22,6 +22,7 @@ import watchfiles
 from media.local import LocalMediaBackend
 from media.tts import TtsRenderer
 from softswitch.api import ApiServer
+from softswitch.api.acdview import day_start
 from softswitch.api.nodecentre import NodeCentre
 from softswitch.calls.b2bua import B2BUA, Target
 from softswitch.calls.features import FeatureCall, match_feature
@@ -201,11 +202,24 @@ class Node:
                 self.registrar.restore(reg.aor, reg.contact, reg.expires_at, reg.source, reg.user_agent)
             # Who handled whom before a restart: returning callers still reach their agent.
             self.centre.engine.affinity.load(await self.store.load_affinity())
+            await self._restore_today()
         except StoreUnavailable as exc:
             log.error("database unavailable (%s): registrations and affinity not restored; events spool to %s",
                       exc, spool)
         self.writer = StoreWriter(self.bus, self.store, spool)
         await self.writer.start()
+
+    async def _restore_today(self) -> None:
+        """Today's queue figures (offered, answered, abandoned, service level) from the store, so
+        that a restart in the middle of the day does not reset the wallboard."""
+        assert self.store is not None
+        now = time.time()
+        today = day_start(now)
+        for q in self.config.queues:
+            s = await self.store.queue_stats(q.name, today, now, sl_threshold=q.service_level_seconds)
+            self.centre.engine.stats.restore(
+                q.name, today, offered=s.offered, answered=s.answered, abandoned=s.abandoned,
+                answered_in_sl=s.answered_within, wait_answered=(s.asa or 0.0) * s.answered)
 
     async def stop(self, grace: float = 0.0) -> None:
         """Refuse new calls, let calls in progress end (up to `grace` seconds), hang up the rest,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,20 @@ async def test_session_timer_refreshes_the_call_and_ends_it_when_the_caller_has_
         (cdr,) = await wait_for_cdrs(events, timeout=10)
         assert cdr.hangup_cause == "session_timeout" and cdr.hangup_side == "system"
         assert len(node.b2bua) == 0
+
+
+async def test_todays_queue_figures_survive_a_restart_of_the_node(tmp_path):
+    require_sipp()
+    from softswitch.api.acdview import queue_rows
+
+    config = load_config(write_node(tmp_path, ["2001"], ["3001"]))
+    async with running_node(config) as node:
+        ports = {"2001": await register_agent(node, tmp_path, "2001")}
+        await queue_call(node, tmp_path, "3001", ports, "2001")
+        await asyncio.sleep(0.5)  # the store writer's batch
+        (before,) = [r for r in queue_rows(node.centre.engine, time.time()) if r["queue"] == "support"]
+    assert (before["offered"], before["answered"]) == (1, 1)
+    async with running_node(config) as node:
+        (after,) = [r for r in queue_rows(node.centre.engine, time.time()) if r["queue"] == "support"]
+    for key in ("offered", "answered", "abandoned", "service_level"):
+        assert after[key] == before[key], (key, before, after)
