@@ -473,6 +473,9 @@ class Campaigns:
         blocked = [r for r in fresh if run.dialer.records()[r.id].state == RecordState.DNC]
         for r in blocked:
             self._mark(run, r.id)
+        if run.state == "finished" and not run.dialer.finished():
+            # "Finished" only meant the list ran out: new numbers carry on dialling.
+            await self.set_state(campaign, "running")
         self._pace_soon()
         return {"campaign": campaign, "added": added, "duplicates": duplicates, "do_not_call": len(blocked),
                 "rejected": rejected}

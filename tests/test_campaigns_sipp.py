@@ -255,7 +255,7 @@ async def test_do_not_call_numbers_are_never_dialled_and_a_closed_schedule_dials
     trace = tmp_path / "carrier.log"
     config = campaign_config(tmp_path, agents, carrier_port)
     async with running_node(config) as node, agent_phones(node, tmp_path, agents):
-        carrier = await start_carrier(carrier_port, calls=2, trace=trace)
+        carrier = await start_carrier(carrier_port, calls=3, trace=trace)
         api = f"http://{config.api.host}:{node.api.port}"
         async with httpx.AsyncClient(base_url=api, timeout=30) as http:
             r = await http.post("/api/dnc", json={"numbers": ["03-5550-0004"], "reason": "asked"}, headers=SUPERVISOR)
@@ -271,6 +271,11 @@ async def test_do_not_call_numbers_are_never_dialled_and_a_closed_schedule_dials
             await http.post("/api/dnc", json={"numbers": ["0355500006"]}, headers=SUPERVISOR)
             await http.put("/api/campaigns/day/state", json={"state": "running"}, headers=SUPERVISOR)
             await campaign_finished(http, "day", 60)
+            # More numbers for a finished campaign: it carries on by itself.
+            r = await http.post("/api/campaigns/day/records", json={"csv": numbers_csv(1, start=8)}, headers=SUPERVISOR)
+            assert r.json()["added"] == 1
+            assert (await http.get("/api/campaigns/day", headers=SUPERVISOR)).json()["state"] == "running"
+            await campaign_finished(http, "day", 60)
             night = (await http.get("/api/campaigns/night", headers=SUPERVISOR)).json()
             rows = {r["id"]: r["state"] for r in (await http.get("/api/campaigns/day/records",
                                                                  headers=SUPERVISOR)).json()["records"]}
@@ -279,10 +284,10 @@ async def test_do_not_call_numbers_are_never_dialled_and_a_closed_schedule_dials
             assert 'softswitch_campaign_running{campaign="night"} 1.0' in metrics
             assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 200
             assert (await http.delete("/api/dnc/0355500006", headers=SUPERVISOR)).status_code == 404
-        assert (await carrier.wait()).successful == 2
-    assert rows == {"r4": "dnc", "r5": "done", "r6": "dnc", "r7": "done"}
+        assert (await carrier.wait()).successful == 3
+    assert rows == {"r4": "dnc", "r5": "done", "r6": "dnc", "r7": "done", "r8": "done"}
     dialled = sorted(inv.uri.split("@")[0] for inv in invites_seen_by(trace))
-    assert dialled == ["sip:0355500005", "sip:0355500007"]
+    assert dialled == ["sip:0355500005", "sip:0355500007", "sip:0355500008"]
     assert night["state"] == "running" and night["stats"]["attempts"] == 0
 
 
