@@ -151,8 +151,8 @@ class CallObserver(Protocol):
     def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
         """A leg sent a new offer (hold, codec change): return our answer SDP."""
 
-    def on_refer(self, call: Call, refer_to: str) -> bool:
-        """The called party asks to transfer the caller to `refer_to` (blind, RFC 3515)."""
+    def on_refer(self, call: Call, refer_to: str, side: str = "b") -> bool:
+        """The party on `side` asks to transfer the other one to `refer_to` (blind, RFC 3515)."""
 
 
 @dataclass(slots=True)
@@ -168,6 +168,9 @@ class Attempt:
     # Set for attempts whose ringing legs another phone may take over with Replaces (directed call
     # pickup, RFC 3891): our SDP answer to that phone's offer, from the attempt's media endpoint.
     answer_offer: Callable[[bytes], bytes | None] | None = None
+    # The side of the call the answering leg takes: "b" (the leg it rings), or "a" when the first
+    # party transfers the other one (its own dialog is hung up instead).
+    side: str = "b"
 
 
 #: CDR dispositions of failure statuses.
@@ -639,12 +642,13 @@ class B2BUA:
 
     def originate(self, call: Call, targets: list[Target], sdp: bytes, *, timeout: float,
                   on_result: Callable[[OutLeg | None, int, bytes], None], from_user: str | None = None,
-                  answer_offer: Callable[[bytes], bytes | None] | None = None) -> Attempt:
+                  answer_offer: Callable[[bytes], bytes | None] | None = None, side: str = "b") -> Attempt:
         """Ring `targets` in parallel with our SDP; `on_result` gets the answering leg (first 2xx
         wins, the others are cancelled) or None with the best failure status. With `answer_offer`,
         an INVITE with Replaces naming a ringing leg answers the attempt instead (call pickup);
-        `on_result` then gets that phone's leg and its SDP offer."""
-        attempt = Attempt(call=call, legs=[], on_result=on_result, answer_offer=answer_offer)
+        `on_result` then gets that phone's leg and its SDP offer. With `side` "a" the leg that
+        answers takes the first party's place (that party is hung up), not the second's."""
+        attempt = Attempt(call=call, legs=[], on_result=on_result, answer_offer=answer_offer, side=side)
         call.attempts.append(attempt)
 
         def expired() -> None:
@@ -733,6 +737,10 @@ class B2BUA:
             for other in attempt.legs:
                 if other is not leg and not other.done:
                     self._cancel_leg(other)
+            if attempt.side == "a":
+                self._replace_first(call, leg, dialog)
+                attempt.on_result(leg, status, resp.body)
+                return
             if call.b is not None and call.b.dialog is not None:
                 self._bye(call.b.dialog, call.b.target.dest)  # a new leg replaces the old one
                 self._by_dialog.pop((call.b.dialog.call_id, call.b.dialog.local_tag), None)
@@ -751,6 +759,18 @@ class B2BUA:
             if attempt.timer_cancel is not None:
                 attempt.timer_cancel()
             attempt.on_result(None, attempt.best, b"")
+
+    def _replace_first(self, call: Call, leg: OutLeg, dialog: Dialog) -> None:
+        """An answered leg takes the first party's place (a transfer by that party): its dialog
+        is hung up and forgotten, the new party's becomes side "a"."""
+        old, dest = call.a.dialog, call.a.source
+        if call.a.retransmit_cancel is not None:
+            call.a.retransmit_cancel()
+        if old is not None:
+            self._bye(old, dest)
+            self._detach(call, "a")
+            self._remember_ended((old.call_id, old.local_tag))
+        self._install(call, "a", dialog, leg.target.dest, leg.target.user, leg.invite)
 
     def drop_leg(self, call: Call) -> None:
         """Hang up the answered outbound leg only (the caller stays, e.g. back to the queue)."""
@@ -906,21 +926,23 @@ class B2BUA:
         self.sip.respond(make_response(req, 501, "Not Implemented"))
 
     def _local_refer(self, call: Call, side: str, req: Request, mine: Dialog) -> None:
-        """Blind transfer asked by the called party: 202, a NOTIFY that it is under way, then the
-        application rings the target; when it answers, the transferor's leg is hung up."""
+        """Blind transfer asked by either party (the called one, or the first party of a call the
+        switch placed, e.g. an agent's click-to-call): 202, a NOTIFY that it is under way, then
+        the application rings the target; when it answers, the transferor's leg is hung up."""
         refer_to = req.headers.get("Refer-To")
         if refer_to and "replaces" in refer_to.lower():
             self._on_refer(call, side, req, mine)  # attended: the switch joins the two calls itself
             return
-        if side != "b" or call.b is None or not refer_to:
+        if call.b is None or call.b.dialog is None or call.a.dialog is None or not refer_to:
+            # Nobody to transfer yet (the caller is hearing the IVR or waiting in a queue).
             self.sip.respond(make_response(req, 403, "Transfer Not Allowed From This Leg"))
             return
-        if call.observer is None or not call.observer.on_refer(call, refer_to):
+        if call.observer is None or not call.observer.on_refer(call, refer_to, side):
             self.sip.respond(make_response(req, 404, "Transfer Target Not Found"))
             return
         self.sip.respond(make_response(req, 202, "Accepted"))
-        dest = call.b.target.dest
-        notify = mine.request("NOTIFY", via=self.sip.via(dest), contact=self.sip.contact(call.caller, dest),
+        _, dest, user = self._party(call, side)
+        notify = mine.request("NOTIFY", via=self.sip.via(dest), contact=self.sip.contact(user, dest),
                               body=b"SIP/2.0 100 Trying\r\n",
                               headers=[("Event", "refer"), ("Subscription-State", "active;expires=60"),
                                        ("Content-Type", "message/sipfrag;version=2.0")])

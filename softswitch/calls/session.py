@@ -160,9 +160,10 @@ class CallSession:
             asyncio.get_running_loop().create_task(self.s.media.set_remote(leg, neg))
         return bytes(answer)
 
-    def on_refer(self, call: Call, refer_to: str) -> bool:
-        """Blind transfer by the connected party: ring the target, then bridge the caller to it;
-        a transfer to the park code + a slot parks the caller there instead."""
+    def on_refer(self, call: Call, refer_to: str, side: str = "b") -> bool:
+        """Blind transfer by either connected party (`side`): ring the target, then bridge the
+        other party to it; the called party may also transfer to the park code + a slot, which
+        parks the caller there instead."""
         try:
             uri = parse_name_addr(refer_to).uri
         except SipParseError:
@@ -170,14 +171,14 @@ class CallSession:
         user = getattr(uri, "user", None)
         code = self.s.park_code
         if user and code and user.startswith(code) and len(user) > len(code):
-            return self._park(user[len(code):])
+            return side == "b" and self._park(user[len(code):])
         targets = self.s.lookup_user(user) if user else []
         if not targets and user and self.s.lookup_external is not None:
             found = self.s.lookup_external(user, self.call.caller, None)
             targets = [found] if found is not None else []
         if not targets or self.b_leg is None:
             return False
-        asyncio.get_running_loop().create_task(self._transfer(targets))
+        asyncio.get_running_loop().create_task(self._transfer(targets, side))
         return True
 
     def _park(self, slot: str) -> bool:
@@ -202,14 +203,20 @@ class CallSession:
         if self.s.parked.get(slot) is self:
             del self.s.parked[slot]
 
-    async def _transfer(self, targets: list[Target]) -> None:
-        old = self.b_leg
+    async def _transfer(self, targets: list[Target], side: str = "b") -> None:
+        old = self.b_leg if side == "b" else self.a_leg
         leg = f"{self.call.uuid}:t{uuid.uuid4().hex[:6]}"
-        out, _ = await self.originate(leg, targets, 30.0)
+        out, _ = await self.originate(leg, targets, 30.0, side=side)
         if out is None:
             return  # the transferor's leg is still up: the call goes on as it was
         # The B2BUA hung up the transferor's leg when the target answered; move the media over.
-        await self.bridge(leg)
+        if side == "b":
+            await self.bridge(leg)
+        else:
+            # The target takes the first party's place: its media leg is the session's a-leg now.
+            self.a_leg = leg
+            if self.b_leg is not None:
+                await self.s.media.bridge(leg, self.b_leg)
         if old is not None:
             await self.release(old)
 
@@ -394,10 +401,12 @@ class CallSession:
                             value=value, trunk=trunk)
 
     async def originate(self, leg: str, targets: list[Target], timeout: float,
-                        from_user: str | None = None, *, replaceable: bool = False) -> tuple[OutLeg | None, int]:
+                        from_user: str | None = None, *, replaceable: bool = False,
+                        side: str = "b") -> tuple[OutLeg | None, int]:
         """Ring targets from a new media leg; on answer its media is set up (not yet bridged).
         `replaceable`: another phone may answer instead with an INVITE with Replaces naming a
-        ringing leg (directed call pickup); its offer is answered from this media leg."""
+        ringing leg (directed call pickup); its offer is answered from this media leg. `side` "a":
+        the answering leg takes the first party's place in the call (a transfer by that party)."""
         try:
             port = await self.endpoint(leg)
         except PortPoolExhausted:
@@ -420,7 +429,8 @@ class CallSession:
             return bytes(answer)
 
         attempt = self.s.b2bua.originate(self.call, targets, bytes(offer), timeout=timeout, on_result=done,
-                                         from_user=from_user, answer_offer=answer_offer if replaceable else None)
+                                         from_user=from_user, answer_offer=answer_offer if replaceable else None,
+                                         side=side)
         self._ringing = (attempt, fut)
         try:
             out, status, body = await fut
@@ -675,8 +685,8 @@ class DeferredObserver:
     def on_reoffer(self, call: Call, side: str, sdp: bytes) -> bytes:
         return self._get().on_reoffer(call, side, sdp)
 
-    def on_refer(self, call: Call, refer_to: str) -> bool:
-        return self._get().on_refer(call, refer_to)
+    def on_refer(self, call: Call, refer_to: str, side: str = "b") -> bool:
+        return self._get().on_refer(call, refer_to, side)
 
 
 CALLBACK_NO_ANSWER = "お客様に電話がつながりませんでした。"
