@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from softswitch.app import Node, install_uvloop  # noqa: E402
+from softswitch.app import GC_THRESHOLDS, Node, install_uvloop, tune_gc  # noqa: E402
 from softswitch.config import load_config  # noqa: E402
 from softswitch.events import CallEnded  # noqa: E402
 
@@ -126,21 +126,14 @@ def drain(node: Node, future: float) -> None:
         node._execute(node.transactions.tick(future))
 
 
-#: `--gc tuned`: generation 0 collections stay short (a few thousand objects), generation 1 holds
-#: at most 50,000 objects, and automatic full collections (which walk every live call) are off.
-TUNED_THRESHOLDS = (5_000, 10, 1_000_000)
-
-
 async def run(config_path: Path, stats: Path, interval: float, gc_mode: str,
               thresholds: tuple[int, int, int]) -> int:
     node = Node(load_config(config_path))
     await node.start()
     if gc_mode == "tuned":
-        # An experiment, not the node's behaviour: everything built at start-up leaves the
-        # collector's view, and full collections become rare.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*thresholds)
+        # What `softswitch run` does after start-up (softswitch.app.tune_gc): what start-up built
+        # leaves the collector's view, and full collections become rare.
+        tune_gc(thresholds)
     sampler = Sampler(node)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -190,9 +183,10 @@ def main() -> int:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--stats", type=Path, required=True)
     parser.add_argument("--interval", type=float, default=0.5)
-    parser.add_argument("--gc", choices=("default", "tuned"), default="default",
-                        help="tuned: gc.freeze() after start-up and higher thresholds (an experiment)")
-    parser.add_argument("--gc-thresholds", default=",".join(map(str, TUNED_THRESHOLDS)),
+    parser.add_argument("--gc", choices=("default", "tuned"), default="tuned",
+                        help="tuned: as `softswitch run` (gc.freeze() after start-up, higher thresholds); "
+                             "default: Python's own settings, for comparison")
+    parser.add_argument("--gc-thresholds", default=",".join(map(str, GC_THRESHOLDS)),
                         help="the thresholds of --gc tuned (gc.set_threshold)")
     args = parser.parse_args()
     t0, t1, t2 = (int(x) for x in args.gc_thresholds.split(","))
