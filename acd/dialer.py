@@ -346,6 +346,10 @@ class Dialer:
         """Every record by id (the dialer owns them: read, do not modify)."""
         return dict(self._records)
 
+    def record(self, record_id: str) -> Record | None:
+        """One record without copying the list (the dialer owns it: read, do not modify)."""
+        return self._records.get(record_id)
+
     def block(self, number: str) -> list[Record]:
         """Do-not-call added: every record with `number` that is not final yet becomes DNC; returns them."""
         self._blocked.add(number)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
@@ -27,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +46,7 @@ from softswitch.store.base import (
     DncEntry,
     ScheduledCallback,
     Store,
+    StoreError,
     StoreUnavailable,
 )
 from softswitch.timers import DeadlineTimer
@@ -63,6 +65,7 @@ DIAL_RESULTS = {"busy": Result.BUSY, "no_answer": Result.NO_ANSWER, "rejected": 
 MAX_CSV_BYTES = 20_000_000
 FLUSH_EVERY = 0.5
 SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most this late
+OUTBOUND_PAUSE = "outbound call"  # the ACD state reason of an agent on a preview call
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
 TRUNK_FULL_PAUSE = 0.5  # a campaign whose trunk has no channel free waits this long before dialling again
 CALLBACK_RETRY = 5.0  # a due callback the database could not hand out is tried again this late
@@ -92,7 +95,8 @@ class CampaignSpec(BaseModel):
     schedule: Calendar = Field(default_factory=lambda: Calendar(weekly=DEFAULT_HOURS),
                                description="when numbers may be dialled; Japanese public holidays are skipped")
     max_attempts: int = Field(3, ge=1, le=20)
-    retry_delays: dict[Literal["busy", "no_answer", "rejected", "unreachable", "abandoned"], float] = Field(
+    retry_delays: dict[Literal["busy", "no_answer", "rejected", "unreachable", "abandoned"],
+                       Annotated[float, Field(ge=0, le=30 * 86400, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="seconds before a number is tried again, per result")
     abandon_ceiling: float = Field(0.03, ge=0.0, le=0.5, description="predictive: highest abandonment rate")
     connect_window: float = Field(2.0, gt=0, le=30, description="predictive: seconds to find an agent")
@@ -129,7 +133,8 @@ class CallbackSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     number: str = Field(min_length=2, max_length=32)
-    due: float = Field(description="when to call, epoch seconds")
+    due: float = Field(gt=1_500_000_000, lt=4_000_000_000, allow_inf_nan=False,
+                       description="when to call, epoch seconds")
     queue: str = Field(min_length=1)
     agent: str = Field("", description="offered to this agent first; empty: the queue")
     customer_id: str = Field("", max_length=64)
@@ -144,6 +149,8 @@ def parse_call_list(data: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
     and any other columns (kept as fields for the screen pop). UTF-8 (with or without BOM) or
     Shift_JIS (as Japanese Excel saves it). Returns the records and the rejected lines with why."""
     text = _decode(data)
+    if "\x00" in text:
+        raise CampaignError("the call list holds NUL bytes: is it a spreadsheet file rather than CSV?")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -179,12 +186,16 @@ def parse_call_list(data: bytes) -> tuple[list[Record], list[dict[str, Any]]]:
         except NumberError as exc:
             rejected.append({"line": line, "error": f"number: {exc}"})
             continue
-        rid = values.pop("id", "") or uuid.uuid4().hex[:16]
+        customer = values.pop("customer_id", "")
+        given = values.pop("id", "")
+        # Without an id column a record is known by its number and customer, so sending the same
+        # list again (a retried upload) adds nothing.
+        rid = given or hashlib.sha256(f"{number}|{customer}".encode()).hexdigest()[:16]
         if rid in seen:
-            rejected.append({"line": line, "error": f"id {rid} is used twice"})
+            what = f"id {rid}" if given else f"number {number}" + (f" of customer {customer}" if customer else "")
+            rejected.append({"line": line, "error": f"{what} is listed twice"})
             continue
         seen.add(rid)
-        customer = values.pop("customer_id", "")
         records.append(Record(id=rid, number=number, customer_id=customer, fields=values))
     return records, rejected
 
@@ -260,6 +271,7 @@ class Campaigns:
         self._dirty: dict[tuple[str, str], CampaignRecord] = {}
         self._dirty_callbacks: dict[str, ScheduledCallback] = {}
         self._dirty_campaigns: dict[str, Campaign] = {}
+        self._offering: set[str] = set()  # due callbacks being taken in the store now
         self._callback_retry: dict[str, float] = {}  # callback id -> not before (being taken, database away)
         self._flush_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
@@ -301,8 +313,15 @@ class Campaigns:
         store = self._require_store()
         self.dnc = {e.number for e in await store.list_dnc()}
         for campaign in await store.list_campaigns():
-            spec = CampaignSpec.of(campaign)
-            records = await self._stored_records(store, campaign.id)
+            try:
+                spec = CampaignSpec.of(campaign)
+                records = await self._stored_records(store, campaign.id)
+            except (ValueError, StoreError) as exc:
+                # One campaign this node cannot read (a newer version's settings?) must not stop it.
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                log.error("campaign %s not loaded: %s", campaign.id, exc)
+                continue
             self.runs[campaign.id] = Run(spec, campaign.state, campaign.created,
                                          Dialer(campaign.id, spec.settings(), records, dnc=self._is_dnc))
         now = self.clock()
@@ -351,7 +370,9 @@ class Campaigns:
             # Each call's bookkeeping (its attempt, its record) runs as it is cancelled.
             await asyncio.wait(calls, timeout=5.0)
         if self._flusher is not None:
+            # A batch the flusher holds goes back to the pending writes as it is cancelled.
             self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
         for cb in list(self.callbacks.values()):
             if cb.state == "offered":
                 # Not finished here: back to the book for the next node that starts (or this one).
@@ -464,13 +485,12 @@ class Campaigns:
         """Add a CSV call list: every line is stored before the dialler sees it."""
         run = self._run(campaign)
         records, rejected = parse_call_list(data)
-        known = run.dialer.records()
-        fresh = [r for r in records if r.id not in known]
+        fresh = [r for r in records if run.dialer.record(r.id) is None]
         duplicates = len(records) - len(fresh)
         now = self.clock()
         await self._require_store().add_campaign_records(campaign, [_stored(campaign, r, now) for r in fresh])
         added = run.dialer.add_records(fresh)
-        blocked = [r for r in fresh if run.dialer.records()[r.id].state == RecordState.DNC]
+        blocked = [r for r in fresh if (k := run.dialer.record(r.id)) is not None and k.state == RecordState.DNC]
         for r in blocked:
             self._mark(run, r.id)
         if run.state == "finished" and not run.dialer.finished():
@@ -496,10 +516,7 @@ class Campaigns:
     def preview_next(self, campaign: str, agent: str) -> dict[str, Any] | None:
         """Reserve the next record for the agent to look at; None when nothing is due."""
         run = self._preview_run(campaign)
-        if agent not in self.centre.agents:
-            raise CampaignError(f"{agent} is not an agent")
-        if not run.spec.schedule.is_open(self.clock()):
-            raise CampaignError(f"campaign {campaign} is outside its calling hours")
+        self._check_preview_agent(run, agent)
         record = run.dialer.preview_next(agent, self.clock())
         if record is None:
             return None
@@ -520,6 +537,7 @@ class Campaigns:
     def preview_dial(self, campaign: str, agent: str, record_id: str) -> dict[str, Any]:
         """Dial the previewed record: the agent's phone rings first, then the customer's."""
         run = self._preview_run(campaign)
+        self._check_preview_agent(run, agent)
         targets = self.centre.lookup_user(agent)
         if not targets:
             raise CampaignError(f"{agent} has no registered phone")
@@ -530,6 +548,16 @@ class Campaigns:
         self._mark(run, record_id)
         self._start_call(run, dial, self._preview_call(run, dial, targets))
         return {"campaign": campaign, "record": record_id, "agent": agent, "attempt": dial.attempt}
+
+    def _check_preview_agent(self, run: Run, agent: str) -> None:
+        from acd.model import AgentState
+
+        if agent not in self.centre.agents:
+            raise CampaignError(f"{agent} is not an agent")
+        if self.centre.engine.agent_state(agent) == AgentState.OFFLINE:
+            raise CampaignError(f"{agent} is logged out")
+        if not run.spec.schedule.is_open(self.clock()):
+            raise CampaignError(f"campaign {run.id} is outside its calling hours")
 
     def _preview_run(self, campaign: str) -> Run:
         run = self._run(campaign)
@@ -627,8 +655,10 @@ class Campaigns:
 
     def _due_callbacks(self, now: float) -> None:
         for cb in list(self.callbacks.values()):
-            if cb.state != "pending" or cb.due > now or self._callback_retry.get(cb.id, 0.0) > now:
+            if (cb.state != "pending" or cb.due > now or self._callback_retry.get(cb.id, 0.0) > now
+                    or cb.id in self._offering):
                 continue
+            self._offering.add(cb.id)
             self._callback_retry[cb.id] = now + CALLBACK_RETRY  # not again while this one is taken
             self._spawn(self._offer_callback(cb))
 
@@ -641,6 +671,8 @@ class Campaigns:
             log.warning("scheduled callback %s waits for the database: %s", cb.id, exc)
             self._arm()
             return
+        finally:
+            self._offering.discard(cb.id)
         self._callback_retry.pop(cb.id, None)
         if not taken:
             # Another node offers it, or it was cancelled there: this node forgets it.
@@ -752,7 +784,8 @@ class Campaigns:
         """Progressive and predictive: dial the customer; once answered, the ACD finds the agent."""
         spec = run.spec
         started = self.clock()
-        record = run.dialer.records()[dial.record_id]
+        record = run.dialer.record(dial.record_id)
+        assert record is not None
         result, agent, call_uuid, answered = Result.UNREACHABLE, "", "", None
         try:
             try:
@@ -847,7 +880,8 @@ class Campaigns:
                 return
             call_uuid = cc.call.uuid
             try:
-                record = run.dialer.records()[dial.record_id]
+                record = run.dialer.record(dial.record_id)
+                assert record is not None
                 cc.call.agent = agent
                 cc.call.customer_id = record.customer_id
                 cc.record_wanted = spec.record
@@ -878,8 +912,8 @@ class Campaigns:
             finally:
                 await cc._cleanup()
         finally:
-            if paused:
-                self.centre.agent_action(agent, "ready")
+            if paused and self.centre.engine.agent_reason(agent) == OUTBOUND_PAUSE:
+                self.centre.agent_action(agent, "ready")  # unless they paused for something else meanwhile
             self._finish(run, dial, result, agent=agent, call_uuid=call_uuid, started=started,
                          answered=answered, ended=self.clock())
 
@@ -887,9 +921,9 @@ class Campaigns:
         """Keep the ACD from offering inbound calls to an agent busy with a preview call."""
         from acd.model import AgentState
 
-        if self.centre.engine.agent_state(agent) != AgentState.AVAILABLE:
+        if self.centre.engine.agent_state(agent) in (AgentState.OFFLINE, AgentState.PAUSED):
             return False
-        return self.centre.agent_action(agent, "pause", "outbound call") is None
+        return self.centre.agent_action(agent, "pause", OUTBOUND_PAUSE) is None
 
     async def _say_and_hang_up(self, cc: PlacedCall, text: str, cause: str) -> None:
         try:
@@ -922,7 +956,7 @@ class Campaigns:
     # -- store ---------------------------------------------------------------------------------
 
     def _mark(self, run: Run, record_id: str) -> None:
-        record = run.dialer.records().get(record_id)
+        record = run.dialer.record(record_id)
         if record is not None:
             self._dirty[(run.id, record_id)] = _stored(run.id, record, self.clock())
             self._flush_wanted.set()
@@ -999,7 +1033,13 @@ class Campaigns:
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("campaign background task failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
 
 
 def _loaded(r: CampaignRecord) -> Record:

@@ -294,10 +294,14 @@ class ContactCentre:
         cc.call.queue = d.queue
         cc.call.agent = d.agent
         cc.call.customer_id = cb.customer_id
-        reached = await cc.dial_customer(cb.number, from_user=d.queue)
-        self.apply(self.engine.call_ended(d.caller, time.time()))
-        if cb.on_done is not None:
-            cb.on_done("connected" if reached else "no_answer")
+        reached = False
+        try:
+            reached = await cc.dial_customer(cb.number, from_user=d.queue)
+        finally:
+            # Whatever happened, the agent is free again and the booking learns the outcome.
+            self.apply(self.engine.call_ended(d.caller, time.time()))
+            if cb.on_done is not None:
+                cb.on_done("connected" if reached else "no_answer")
 
     def schedule_callback(self, key: str, number: str, queue: str, *, customer_id: str = "",
                           agent: str | None = None, prefer_wait: float = 120.0, reason: str = "",
@@ -434,10 +438,23 @@ class ContactCentre:
             if w is not None and not w.connected:
                 asyncio.get_running_loop().create_task(self._announce(w, d))
         elif isinstance(d, Overflow):
-            if d.target.kind != TargetKind.QUEUE:
+            if d.target.kind not in (TargetKind.QUEUE, TargetKind.CALLBACK):
                 self._finish_waiting(d.caller, "overflow")
+                self._drop_callback(d.caller, d.reason)
         elif isinstance(d, Reject):
             self._finish_waiting(d.caller, "full" if "full" in d.reason else "timeout")
+            self._drop_callback(d.caller, d.reason)
+
+    def _drop_callback(self, caller: str, reason: str) -> None:
+        """A callback the ACD gave up on (its queue's max wait, an overflow elsewhere): the booking
+        learns it was not made, instead of waiting for ever."""
+        cb = self.callbacks.get(caller)
+        if cb is None or caller in self.waiting or cb.session is not None:
+            return
+        self.callbacks.pop(caller, None)
+        log.warning("callback to %s dropped by the ACD: %s", cb.number, reason)
+        if cb.on_done is not None:
+            cb.on_done("dropped")
 
     def _finish_waiting(self, caller: str, outcome: str) -> None:
         w = self.waiting.get(caller)

@@ -37,7 +37,7 @@ from softswitch.api.docs import docs_page
 from softswitch.api.metrics import NodeMetrics
 from softswitch.api.wallboard import WALLBOARD_HTML
 from softswitch.config import ApiSettings
-from softswitch.store.base import StoreUnavailable
+from softswitch.store.base import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from softswitch.app import Node
@@ -273,6 +273,8 @@ class ApiServer:
             raise ApiError(501, "not_supported", _text(exc)) from None
         except StoreUnavailable as exc:
             raise ApiError(503, "unavailable", f"the database is unavailable: {exc}") from None
+        except StoreError as exc:
+            raise ApiError(422, "store_refused", f"the database refused it: {exc}") from None
         except (NotFound, LookupError) as exc:
             raise ApiError(404, "not_found", _text(exc)) from None
         except (Conflict, ValueError) as exc:
