@@ -68,6 +68,7 @@ SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most
 OUTBOUND_PAUSE = "outbound call"  # the ACD state reason of an agent on a preview call
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
 TRUNK_FULL_PAUSE = 0.5  # a campaign whose trunk has no channel free waits this long before dialling again
+IN_FLIGHT_RETRY = 300.0  # a record found mid-dial at load is tried again this much later
 CALLBACK_RETRY = 5.0  # a due callback the database could not hand out is tried again this late
 OFFER_LOST_AFTER = 600.0  # an `offered` callback this old at start was lost with a stopped node
 JST = ZoneInfo("Asia/Tokyo")
@@ -236,7 +237,6 @@ class Run:
     dialer: Dialer
     calls: set[asyncio.Task[None]] = field(default_factory=set)
     leased_until: float = 0.0  # this node may dial the campaign until then (its lease in the store)
-    stale: bool = False  # another node may have dialled it since this node read the list
     blocked_until: float = 0.0  # its trunk was full: no new dial before then
 
     @property
@@ -347,13 +347,13 @@ class Campaigns:
             self._pace_handle.cancel()
             self._pace_handle = None
 
-    @staticmethod
-    async def _stored_records(store: Store, campaign: str) -> list[Record]:
+    async def _stored_records(self, store: Store, campaign: str) -> list[Record]:
+        now = self.clock()
         records: list[Record] = []
         offset = 0
         while True:
             page = await store.campaign_records(campaign, limit=10_000, offset=offset)
-            records += [_loaded(r) for r in page]
+            records += [_loaded(r, now) for r in page]
             offset += len(page)
             if len(page) < 10_000:
                 return records
@@ -440,7 +440,6 @@ class Campaigns:
             await self._claim(run, store, now)
         elif run.leased_until:
             run.leased_until = 0.0
-            run.stale = True
             await store.release_campaign(run.id, self.owner)
         self._pace_soon()
         return self.describe(campaign)
@@ -448,15 +447,20 @@ class Campaigns:
     # -- leases: one node dials a campaign at a time ----------------------------------------
 
     async def _lease_loop(self) -> None:
+        """Every third of a lease: follow what other nodes did (states, lists, do-not-call numbers)
+        and take or renew the lease of each running campaign."""
         while True:
             store = self.store()
             if store is not None and self._loaded:
-                now = self.clock()
+                try:
+                    await self._refresh_dnc(store)
+                except StoreUnavailable as exc:
+                    log.warning("do-not-call list not refreshed (%s)", exc)
+                except Exception:
+                    log.exception("do-not-call list not refreshed")
                 for run in list(self.runs.values()):
-                    if run.state != "running":
-                        continue
                     try:
-                        await self._claim(run, store, now)
+                        await self._follow(run, store)
                     except StoreUnavailable as exc:
                         # Keep dialling on the lease we hold; it runs out if the database stays away.
                         log.warning("campaign %s: lease not renewed (%s)", run.id, exc)
@@ -465,17 +469,61 @@ class Campaigns:
                 self._pace_soon()
             await asyncio.sleep(self.lease_seconds / 3)
 
-    async def _claim(self, run: Run, store: Store, now: float) -> None:
+    async def _follow(self, run: Run, store: Store) -> None:
+        lease = await store.campaign_lease(run.id)
+        if lease is None:  # deleted through another node
+            if not run.calls:
+                self.runs.pop(run.id, None)
+            run.leased_until = 0.0
+            return
+        if lease.state != run.state and run.id not in self._dirty_campaigns:
+            log.info("campaign %s is %s (changed through another node)", run.id, lease.state)
+            run.state = lease.state
+        if run.state != "running":
+            run.leased_until = 0.0  # paused elsewhere: calls in progress finish, nothing new
+            return
+        await self._pick_up_records(run, store)
+        await self._claim(run, store, self.clock(), lease.owner)
+
+    async def _claim(self, run: Run, store: Store, now: float, last_owner: str | None = None) -> None:
+        """Take or renew the campaign's lease. When another node dialled it since this node last
+        did, its list is read again first, with nothing dialled meanwhile."""
+        if last_owner is None:
+            lease = await store.campaign_lease(run.id)
+            last_owner = lease.owner if lease is not None else ""
+        taken_over = last_owner not in ("", self.owner)
+        if taken_over and (run.calls or any(k[0] == run.id for k in self._dirty)):
+            run.leased_until = 0.0  # finish and write our own calls first; claim on a later round
+            return
         if not await store.claim_campaign(run.id, self.owner, now + self.lease_seconds, now):
             if run.leased_until:
                 log.warning("campaign %s is dialled by another node now", run.id)
             run.leased_until = 0.0
-            run.stale = True
             return
-        if run.stale and not run.calls and not any(k[0] == run.id for k in self._dirty):
+        if taken_over:
+            run.leased_until = 0.0
             await self._reload(run, store)
-            run.stale = False
         run.leased_until = now + self.lease_seconds
+
+    async def _pick_up_records(self, run: Run, store: Store) -> None:
+        """Records imported through another node join this node's list."""
+        counts = await store.campaign_counts(run.id)
+        if sum(counts.values()) <= len(run.dialer.records()):
+            return
+        fresh = [r for r in await self._stored_records(store, run.id) if run.dialer.record(r.id) is None]
+        run.dialer.add_records(fresh)
+        log.info("campaign %s: %d records imported through another node", run.id, len(fresh))
+
+    async def _refresh_dnc(self, store: Store) -> None:
+        """Numbers put on the do-not-call list through another node stop being dialled here."""
+        if await store.count("dnc") == len(self.dnc):
+            return
+        numbers = {e.number for e in await store.list_dnc()}
+        for n in numbers - self.dnc:
+            for run in self.runs.values():
+                for r in run.dialer.block(n):
+                    self._mark(run, r.id)
+        self.dnc = numbers
 
     async def _reload(self, run: Run, store: Store) -> None:
         records = await self._stored_records(store, run.id)
@@ -743,7 +791,6 @@ class Campaigns:
         if run.dialer.finished() and not run.calls and run.state == "running":
             run.state = "finished"
             run.leased_until = 0.0
-            run.stale = True
             self._dirty_campaigns[run.id] = run.spec.to_campaign(run.state, run.created, now)
             self._flush_wanted.set()
 
@@ -1042,13 +1089,17 @@ class Campaigns:
         task.add_done_callback(done)
 
 
-def _loaded(r: CampaignRecord) -> Record:
-    # A call in progress when the node stopped is not known to have happened: dial it again.
+def _loaded(r: CampaignRecord, now: float) -> Record:
     state = RecordState(r.state)
-    if state in (RecordState.DIALLING, RecordState.PREVIEWING):
-        state = RecordState.PENDING
+    next_at = r.next_at
+    if state == RecordState.PREVIEWING:
+        state = RecordState.PENDING  # the agent's reservation went with the node
+    elif state == RecordState.DIALLING:
+        # Dialled by a node that stopped, or that lost its lease and may still be talking to the
+        # customer: try again, but not before that call would be over.
+        state, next_at = RecordState.RETRY, max(next_at, now + IN_FLIGHT_RETRY)
     return Record(id=r.id, number=r.number, customer_id=r.customer_id, fields=dict(r.fields), state=state,
-                  attempts=r.attempts, next_at=r.next_at, last_result=r.last_result,
+                  attempts=r.attempts, next_at=next_at, last_result=r.last_result,
                   agent=r.agent if state != RecordState.PENDING else "")
 
 

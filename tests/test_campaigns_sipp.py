@@ -500,7 +500,6 @@ async def node_with_lease(config: NodeConfig, lease: float) -> AsyncIterator[Nod
 
 
 async def test_two_nodes_sharing_a_database_never_dial_one_campaign_at_once(tmp_path):
-
     with two_nodes_on_one_database(tmp_path, ["2001", "2002"]) as configs:
         async with node_with_lease(configs[0], 1.5) as a:
             url_a = f"http://{configs[0].api.host}:{a.api.port}"
@@ -508,21 +507,39 @@ async def test_two_nodes_sharing_a_database_never_dial_one_campaign_at_once(tmp_
                 await create_campaign(http, "shared", "preview")
                 await http.post("/api/campaigns/shared/records", json={"csv": numbers_csv(3)}, headers=SUPERVISOR)
                 await http.put("/api/campaigns/shared/state", json={"state": "running"}, headers=SUPERVISOR)
+                await http.post("/api/agents/2001/login", headers=SUPERVISOR)
                 first = (await http.post("/api/campaigns/shared/preview", headers=agent_auth("2001"))).json()
                 assert first["record"]["id"] == "r0"
             async with node_with_lease(configs[1], 1.5) as b:
                 url_b = f"http://{configs[1].api.host}:{b.api.port}"
+                run_a = a.campaigns.runs["shared"]
                 async with httpx.AsyncClient(base_url=url_b, timeout=30) as http:
+                    await http.post("/api/agents/2002/login", headers=SUPERVISOR)
                     await asyncio.sleep(2.0)  # several lease rounds: a keeps renewing, b never gets it
                     r = await http.post("/api/campaigns/shared/preview", headers=agent_auth("2002"))
                     assert r.status_code == 409 and "another node" in r.text
                     assert (await http.get("/api/campaigns/shared", headers=SUPERVISOR)).json()["dialling_here"] is False
+                    # What is done through b reaches a, which dials: do-not-call numbers, new records, a pause.
+                    await http.post("/api/dnc", json={"numbers": ["0355500002"]}, headers=SUPERVISOR)
+                    await http.post("/api/campaigns/shared/records", json={"csv": numbers_csv(1, start=3)},
+                                    headers=SUPERVISOR)
+                    await wait_for(lambda: (rec := run_a.dialer.record("r2")) is not None and rec.state == "dnc",
+                                   timeout=5)
+                    await wait_for(lambda: run_a.dialer.record("r3") is not None, timeout=5)
+                    await http.put("/api/campaigns/shared/state", json={"state": "paused"}, headers=SUPERVISOR)
+                    await wait_for(lambda: run_a.state == "paused" and not run_a.dials_here(time.time()), timeout=5)
+                    await http.put("/api/campaigns/shared/state", json={"state": "running"}, headers=SUPERVISOR)
+                    await wait_for(lambda: run_a.dials_here(time.time()), timeout=5)
+                    assert not b.campaigns.runs["shared"].dials_here(time.time())
                     await a.stop()  # a goes away and gives its lease up; b takes the campaign over
                     await wait_for(lambda: b.campaigns.runs["shared"].dials_here(time.time()), timeout=5)
                     r = await http.post("/api/campaigns/shared/preview", headers=agent_auth("2002"))
                     assert r.status_code == 200, r.text
                     # b read the list again when it took over: r0 (reserved on a, never dialled) is due again.
                     assert r.json()["record"]["id"] == "r0"
+                    rows = {x["id"]: x["state"] for x in (await http.get(
+                        "/api/campaigns/shared/records", headers=SUPERVISOR)).json()["records"]}
+                    assert rows == {"r0": "previewing", "r1": "pending", "r2": "dnc", "r3": "pending"}
 
 
 async def test_a_retry_due_while_no_agent_is_free_waits_for_an_agent_without_spinning(tmp_path):

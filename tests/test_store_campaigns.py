@@ -16,6 +16,7 @@ import pytest
 from softswitch.events import CampaignAttempt, EventBus, QueueEvent
 from softswitch.store import (
     Campaign,
+    CampaignLease,
     CampaignRecord,
     DncEntry,
     ScheduledCallback,
@@ -262,21 +263,28 @@ async def test_campaign_counts_give_records_per_state(store: Store) -> None:
 
 
 async def test_one_node_at_a_time_holds_a_campaigns_dialling_lease(store: Store) -> None:
-    await store.upsert_campaign(campaign("c1"))
+    await store.upsert_campaign(campaign("c1", state="running"))
     assert not await store.claim_campaign("nope", "node-a", T0 + 30, T0)
     assert await store.claim_campaign("c1", "node-a", T0 + 30, T0)
     assert not await store.claim_campaign("c1", "node-b", T0 + 40, T0 + 10)  # held by a
     assert await store.claim_campaign("c1", "node-a", T0 + 40, T0 + 10)  # a renews
-    # Saving the campaign (state changes) keeps the lease.
-    await store.upsert_campaign(campaign("c1", state="paused"))
+    # Saving the campaign keeps the lease.
+    await store.upsert_campaign(campaign("c1", state="running", name="renamed"))
     assert not await store.claim_campaign("c1", "node-b", T0 + 50, T0 + 20)
     # An expired lease (node a died) is taken over.
     assert await store.claim_campaign("c1", "node-b", T0 + 71, T0 + 41)
     assert not await store.claim_campaign("c1", "node-a", T0 + 72, T0 + 42)
     await store.release_campaign("c1", "node-a")  # not a's to release
     assert not await store.claim_campaign("c1", "node-a", T0 + 72, T0 + 42)
+    await store.upsert_campaign(campaign("c1", state="paused"))
     await store.release_campaign("c1", "node-b")
+    # Released, b stays named as who dialled last.
+    assert await store.campaign_lease("c1") == CampaignLease("node-b", 0.0, "paused")
+    assert not await store.claim_campaign("c1", "node-a", T0 + 72, T0 + 42)  # paused: nobody dials it
+    await store.upsert_campaign(campaign("c1", state="running"))
     assert await store.claim_campaign("c1", "node-a", T0 + 72, T0 + 42)
+    assert await store.campaign_lease("c1") == CampaignLease("node-a", T0 + 72, "running")
+    assert await store.campaign_lease("nope") is None
 
 
 async def test_deleting_a_campaign_deletes_its_call_list_and_keeps_its_attempt_history(store: Store) -> None:

@@ -76,6 +76,15 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignLease:
+    """A campaign's dialling lease as stored: `owner` is the node that holds it, or held it last."""
+
+    owner: str
+    lease_until: float
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """A queue's figures over an interval.
 
@@ -336,12 +345,17 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
-        """Take or renew the lease to dial a campaign: True when `owner` now holds it until `until`
-        (it was free, expired before `now`, or already `owner`'s); False when another node holds it."""
+        """Take or renew the lease to dial a running campaign: True when `owner` now holds it until
+        `until` (it was free, expired before `now`, or already `owner`'s); False when another node
+        holds it or the campaign is not running."""
 
     @abc.abstractmethod
     async def release_campaign(self, campaign_id: str, owner: str) -> None:
-        """Give the lease up (only `owner`'s own lease is released)."""
+        """Give the lease up (only `owner`'s own lease); the owner stays named as who dialled last."""
+
+    @abc.abstractmethod
+    async def campaign_lease(self, campaign_id: str) -> CampaignLease | None:
+        """Who holds (or last held) the campaign's lease, until when, and its stored state."""
 
     @abc.abstractmethod
     async def delete_campaign(self, campaign_id: str) -> bool:

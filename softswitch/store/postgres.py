@@ -31,6 +31,7 @@ from softswitch.store.base import (
     Agent,
     CallRecord,
     Campaign,
+    CampaignLease,
     CampaignRecord,
     DncEntry,
     MigrationStatus,
@@ -217,9 +218,10 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, mode = excluded.mode, queue
 
 _CLAIM_SQL = (
     "UPDATE campaigns SET owner = $2, lease_until = $3 "
-    "WHERE id = $1 AND (owner = $2 OR owner = '' OR lease_until < $4)"
+    "WHERE id = $1 AND state = 'running' AND (owner = $2 OR owner = '' OR lease_until < $4)"
 )
-_RELEASE_SQL = "UPDATE campaigns SET owner = '', lease_until = 0 WHERE id = $1 AND owner = $2"
+# The owner stays named: the next node to claim learns who dialled last.
+_RELEASE_SQL = "UPDATE campaigns SET lease_until = 0 WHERE id = $1 AND owner = $2"
 
 # A campaign import is staged like an event batch: binary COPY into a temporary table of the
 # connection, then one INSERT numbers the new rows after the campaign's last one.
@@ -621,6 +623,11 @@ class PostgresStore(Store):
     async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
         status = await self._run(lambda c: c.execute(_CLAIM_SQL, campaign_id, owner, until, now))
         return status.endswith(" 1")
+
+    async def campaign_lease(self, campaign_id: str) -> CampaignLease | None:
+        sql = "SELECT owner, lease_until, state FROM campaigns WHERE id = $1"
+        r = await self._run(lambda c: c.fetchrow(sql, campaign_id))
+        return None if r is None else CampaignLease(r[0], float(r[1]), r[2])
 
     async def release_campaign(self, campaign_id: str, owner: str) -> None:
         await self._run(lambda c: c.execute(_RELEASE_SQL, campaign_id, owner))

@@ -28,6 +28,7 @@ from softswitch.store.base import (
     Agent,
     CallRecord,
     Campaign,
+    CampaignLease,
     CampaignRecord,
     DncEntry,
     MigrationStatus,
@@ -377,13 +378,18 @@ class SqliteStore(Store):
 
     async def claim_campaign(self, campaign_id: str, owner: str, until: float, now: float) -> bool:
         sql = ("UPDATE campaigns SET owner = ?, lease_until = ? "
-               "WHERE id = ? AND (owner = ? OR owner = '' OR lease_until < ?)")
+               "WHERE id = ? AND state = 'running' AND (owner = ? OR owner = '' OR lease_until < ?)")
         n = await self._call(lambda c: c.execute(sql, (owner, until, campaign_id, owner, now)).rowcount)
         return n > 0
 
     async def release_campaign(self, campaign_id: str, owner: str) -> None:
-        sql = "UPDATE campaigns SET owner = '', lease_until = 0 WHERE id = ? AND owner = ?"
+        sql = "UPDATE campaigns SET lease_until = 0 WHERE id = ? AND owner = ?"  # the owner stays named
         await self._call(lambda c: c.execute(sql, (campaign_id, owner)))
+
+    async def campaign_lease(self, campaign_id: str) -> CampaignLease | None:
+        sql = "SELECT owner, lease_until, state FROM campaigns WHERE id = ?"
+        r = await self._call(lambda c: c.execute(sql, (campaign_id,)).fetchone())
+        return None if r is None else CampaignLease(r[0], float(r[1]), r[2])
 
     async def delete_campaign(self, campaign_id: str) -> bool:
         # The call list goes with it through ON DELETE CASCADE (foreign_keys is on).
