@@ -68,6 +68,9 @@ SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most
 OUTBOUND_PAUSE = "outbound call"  # the ACD state reason of an agent on a preview call
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
 TRUNK_FULL_PAUSE = 0.5  # a campaign whose trunk has no channel free waits this long before dialling again
+FAST_FAILURE = 3.0  # a call refused within this many seconds never rang
+BREAKER_FAILURES = 3  # such failures in a row pause the campaign
+BREAKER_PAUSE, BREAKER_MAX_PAUSE = 5.0, 300.0  # first pause, doubled each time up to this
 IN_FLIGHT_RETRY = 300.0  # a record found mid-dial at load is tried again this much later
 CALLBACK_RETRY = 5.0  # a due callback the database could not hand out is tried again this late
 OFFER_LOST_AFTER = 600.0  # an `offered` callback this old at start was lost with a stopped node
@@ -237,7 +240,9 @@ class Run:
     dialer: Dialer
     calls: set[asyncio.Task[None]] = field(default_factory=set)
     leased_until: float = 0.0  # this node may dial the campaign until then (its lease in the store)
-    blocked_until: float = 0.0  # its trunk was full: no new dial before then
+    blocked_until: float = 0.0  # its trunk was full, or the carrier fails every call: no dial before then
+    failures: int = 0  # calls in a row that failed at once (no ringing): a trunk or carrier fault?
+    backoff: float = 0.0  # the last pause those failures caused
 
     @property
     def id(self) -> str:
@@ -989,7 +994,24 @@ class Campaigns:
         if result != Result.SKIPPED:
             self._publish_attempt(run, record, result, agent=agent, call_uuid=call_uuid, started=started,
                                   answered=answered, ended=ended, attempt=dial.attempt)
+            self._breaker(run, result, ended - started, ended)
         self._mark(run, dial.record_id)
+
+    def _breaker(self, run: Run, result: Result, took: float, now: float) -> None:
+        """Calls that fail at once, one after another (a carrier refusing the caller ID, a trunk
+        answering 503, no route), would use up the whole list's attempts in seconds: after a few,
+        the campaign pauses, longer each time, until a call gets through again."""
+        if result != Result.UNREACHABLE or took >= FAST_FAILURE:
+            run.failures, run.backoff = 0, 0.0
+            return
+        run.failures += 1
+        if run.failures < BREAKER_FAILURES:
+            return
+        run.failures = 0
+        run.backoff = min(max(run.backoff * 2, BREAKER_PAUSE), BREAKER_MAX_PAUSE)
+        run.blocked_until = max(run.blocked_until, now + run.backoff)
+        log.warning("campaign %s: %d calls in a row failed at once (trunk or carrier fault?); no dialling "
+                    "for %.0f s", run.id, BREAKER_FAILURES, run.backoff)
 
     def _publish_attempt(self, run: Run, record: Record, result: Result, *, agent: str, call_uuid: str,
                          started: float, answered: float | None = None, ended: float | None = None,

@@ -621,3 +621,26 @@ async def test_a_campaign_waits_for_a_free_channel_when_its_trunk_is_full(tmp_pa
     assert most == 1
     assert final["stats"]["connected"] == 8 and final["stats"]["attempts"] == 8
     assert passes() < 200, passes()  # it waited for channels rather than churning
+
+
+async def test_a_carrier_refusing_every_call_pauses_the_campaign_instead_of_using_up_the_list(tmp_path):
+    require_sipp()
+    agents = ["2001", "2002", "2003"]
+    carrier_port = free_port(CARRIER_IP)
+    config = campaign_config(tmp_path, agents, carrier_port)
+    async with running_node(config) as node, agent_phones(node, tmp_path, agents):
+        carrier = await start_carrier(carrier_port, calls=100)
+        api = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+            await create_campaign(http, "fault", "progressive", max_attempts=1)
+            lines = ["id,number"] + [f"f{i},03-{i:02d}55-8888" for i in range(20)]
+            await http.post("/api/campaigns/fault/records", json={"csv": "\n".join(lines)}, headers=SUPERVISOR)
+            await http.put("/api/campaigns/fault/state", json={"state": "running"}, headers=SUPERVISOR)
+            await asyncio.sleep(3.0)  # the first pause is 5 s
+            stats = (await http.get("/api/campaigns/fault", headers=SUPERVISOR)).json()["stats"]
+        carrier.kill()
+        await carrier.wait()
+    # Three free agents: one round of three calls failed at once, then the campaign waited.
+    assert 3 <= stats["attempts"] <= 5, stats
+    assert stats["results"]["unreachable"] == stats["completed_attempts"]
+    assert node.campaigns.runs["fault"].backoff == 5.0
