@@ -317,18 +317,7 @@ class Campaigns:
     async def _load(self) -> None:
         store = self._require_store()
         self.dnc = {e.number for e in await store.list_dnc()}
-        for campaign in await store.list_campaigns():
-            try:
-                spec = CampaignSpec.of(campaign)
-                records = await self._stored_records(store, campaign.id)
-            except (ValueError, StoreError) as exc:
-                # One campaign this node cannot read (a newer version's settings?) must not stop it.
-                if isinstance(exc, StoreUnavailable):
-                    raise
-                log.error("campaign %s not loaded: %s", campaign.id, exc)
-                continue
-            self.runs[campaign.id] = Run(spec, campaign.state, campaign.created,
-                                         Dialer(campaign.id, spec.settings(), records, dnc=self._is_dnc))
+        await self._discover(store)
         now = self.clock()
         for cb in await store.scheduled_callbacks(state=None):
             if cb.state == "pending":
@@ -351,6 +340,24 @@ class Campaigns:
         if self._pace_handle is not None:
             self._pace_handle.cancel()
             self._pace_handle = None
+
+    async def _discover(self, store: Store) -> None:
+        """Load the campaigns this node does not know yet (all at start; later, those created
+        through another node)."""
+        for campaign in await store.list_campaigns():
+            if campaign.id in self.runs:
+                continue
+            try:
+                spec = CampaignSpec.of(campaign)
+                records = await self._stored_records(store, campaign.id)
+            except (ValueError, StoreError) as exc:
+                # One campaign this node cannot read (a newer version's settings?) must not stop it.
+                if isinstance(exc, StoreUnavailable):
+                    raise
+                log.error("campaign %s not loaded: %s", campaign.id, exc)
+                continue
+            self.runs[campaign.id] = Run(spec, campaign.state, campaign.created,
+                                         Dialer(campaign.id, spec.settings(), records, dnc=self._is_dnc))
 
     async def _stored_records(self, store: Store, campaign: str) -> list[Record]:
         now = self.clock()
@@ -398,7 +405,10 @@ class Campaigns:
             raise CampaignError(f"campaign {spec.id} exists")
         self._check_spec(spec)
         now = self.clock()
-        await self._require_store().upsert_campaign(spec.to_campaign("draft", now, now))
+        store = self._require_store()
+        if await store.get_campaign(spec.id) is not None:  # created through another node
+            raise CampaignError(f"campaign {spec.id} exists")
+        await store.upsert_campaign(spec.to_campaign("draft", now, now))
         run = Run(spec, "draft", now, Dialer(spec.id, spec.settings(), (), dnc=self._is_dnc))
         self.runs[spec.id] = run
         return self.describe(spec.id)
@@ -458,6 +468,7 @@ class Campaigns:
             store = self.store()
             if store is not None and self._loaded:
                 try:
+                    await self._discover(store)
                     await self._refresh_dnc(store)
                 except StoreUnavailable as exc:
                     log.warning("do-not-call list not refreshed (%s)", exc)

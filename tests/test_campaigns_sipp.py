@@ -531,6 +531,13 @@ async def test_two_nodes_sharing_a_database_never_dial_one_campaign_at_once(tmp_
                     await http.put("/api/campaigns/shared/state", json={"state": "running"}, headers=SUPERVISOR)
                     await wait_for(lambda: run_a.dials_here(time.time()), timeout=5)
                     assert not b.campaigns.runs["shared"].dials_here(time.time())
+                    # A campaign created through b is known to a within a round; its id is taken.
+                    await create_campaign(http, "second", "preview")
+                    await wait_for(lambda: "second" in a.campaigns.runs, timeout=5)
+                    async with httpx.AsyncClient(base_url=url_a, timeout=30) as http_a:
+                        r = await http_a.post("/api/campaigns", json={"id": "second", "mode": "preview",
+                                                                      "queue": "sales"}, headers=SUPERVISOR)
+                        assert r.status_code == 409
                     await a.stop()  # a goes away and gives its lease up; b takes the campaign over
                     await wait_for(lambda: b.campaigns.runs["shared"].dials_here(time.time()), timeout=5)
                     r = await http.post("/api/campaigns/shared/preview", headers=agent_auth("2002"))
