@@ -66,6 +66,7 @@ MAX_CSV_BYTES = 20_000_000
 FLUSH_EVERY = 0.5
 SCHEDULE_RECHECK = 60.0  # a closed campaign looks at its calendar again at most this late
 OUTBOUND_PAUSE = "outbound call"  # the ACD state reason of an agent on a preview call
+PREVIEW_HOLD = 600.0  # seconds an agent may keep a previewed record without dialling or skipping it
 LEASE_SECONDS = 30.0  # a node's hold on a running campaign, renewed every third of it
 TRUNK_FULL_PAUSE = 0.5  # a campaign whose trunk has no channel free waits this long before dialling again
 FAST_FAILURE = 3.0  # a call refused within this many seconds never rang
@@ -241,6 +242,7 @@ class Run:
     calls: set[asyncio.Task[None]] = field(default_factory=set)
     leased_until: float = 0.0  # this node may dial the campaign until then (its lease in the store)
     blocked_until: float = 0.0  # its trunk was full, or the carrier fails every call: no dial before then
+    previews: dict[str, float] = field(default_factory=dict)  # agent -> when they last asked for their record
     failures: int = 0  # calls in a row that failed at once (no ringing): a trunk or carrier fault?
     backoff: float = 0.0  # the last pause those failures caused
 
@@ -287,6 +289,7 @@ class Campaigns:
         self._halted = False
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = LEASE_SECONDS
+        self.preview_hold = PREVIEW_HOLD
         self._leases: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -475,6 +478,7 @@ class Campaigns:
                 except Exception:
                     log.exception("do-not-call list not refreshed")
                 for run in list(self.runs.values()):
+                    self._expire_previews(run)
                     try:
                         await self._follow(run, store)
                     except StoreUnavailable as exc:
@@ -484,6 +488,14 @@ class Campaigns:
                         log.exception("campaign %s: lease not renewed", run.id)
                 self._pace_soon()
             await asyncio.sleep(self.lease_seconds / 3)
+
+    def _expire_previews(self, run: Run) -> None:
+        """A record an agent reserved and left alone (they walked away, closed the browser) goes
+        back to the list after `preview_hold` seconds."""
+        now = self.clock()
+        for agent, since in list(run.previews.items()):
+            if now - since >= self.preview_hold and (held := self._release_preview(run, agent)):
+                log.info("campaign %s: %s's reservation of %s ran out", run.id, agent, held[0])
 
     async def _follow(self, run: Run, store: Store) -> None:
         lease = await store.campaign_lease(run.id)
@@ -584,6 +596,7 @@ class Campaigns:
         record = run.dialer.preview_next(agent, self.clock())
         if record is None:
             return None
+        run.previews[agent] = self.clock()
         self._mark(run, record.id)
         return _record_json(record)
 
@@ -594,6 +607,7 @@ class Campaigns:
             record = run.dialer.preview_skip(agent, record_id, self.clock())
         except (KeyError, ValueError) as exc:
             raise CampaignError(str(exc)) from None
+        run.previews.pop(agent, None)
         self._publish_attempt(run, record, Result.SKIPPED, agent=agent, call_uuid="", started=self.clock())
         self._mark(run, record_id)
         return _record_json(record)
@@ -609,6 +623,7 @@ class Campaigns:
             dial = run.dialer.preview_dial(agent, record_id, self.clock())
         except (KeyError, ValueError) as exc:
             raise CampaignError(str(exc)) from None
+        run.previews.pop(agent, None)
         self._mark(run, record_id)
         self._start_call(run, dial, self._preview_call(run, dial, targets))
         return {"campaign": campaign, "record": record_id, "agent": agent, "attempt": dial.attempt}
@@ -767,15 +782,20 @@ class Campaigns:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, AgentStateChanged) and event.state == "offline":
             # An agent who logs out hands back the record they were previewing.
-            now = self.clock()
             for run in self.runs.values():
-                held = [r.id for r in run.dialer.records().values()
-                        if r.state == RecordState.PREVIEWING and r.agent == event.agent]
-                if held:
-                    run.dialer.release(event.agent, now)
-                    for rid in held:
-                        self._mark(run, rid)
+                self._release_preview(run, event.agent)
         self._pace_soon()
+
+    def _release_preview(self, run: Run, agent: str) -> list[str]:
+        """The record `agent` holds in preview goes back to the list; its id, if there was one."""
+        run.previews.pop(agent, None)
+        held = [r.id for r in run.dialer.records().values()
+                if r.state == RecordState.PREVIEWING and r.agent == agent]
+        if held:
+            run.dialer.release(agent, self.clock())
+            for rid in held:
+                self._mark(run, rid)
+        return held
 
     def _pace_soon(self) -> None:
         """Pace every campaign once, soon: a burst of agent changes costs one pass."""

@@ -651,3 +651,30 @@ async def test_a_carrier_refusing_every_call_pauses_the_campaign_instead_of_usin
     assert 3 <= stats["attempts"] <= 5, stats
     assert stats["results"]["unreachable"] == stats["completed_attempts"]
     assert node.campaigns.runs["fault"].backoff == 5.0
+
+
+async def test_a_previewed_record_left_alone_goes_back_to_the_list(tmp_path):
+    config = campaign_config(tmp_path, ["2001", "2002"], free_port(CARRIER_IP))
+    node = Node(config)
+    node.campaigns.lease_seconds = 1.5  # a round every 0.5 s
+    node.campaigns.preview_hold = 1.0
+    await node.start()
+    try:
+        url = f"http://{config.api.host}:{node.api.port}"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            await create_campaign(http, "idle", "preview")
+            await http.post("/api/campaigns/idle/records", json={"csv": numbers_csv(2)}, headers=SUPERVISOR)
+            await http.put("/api/campaigns/idle/state", json={"state": "running"}, headers=SUPERVISOR)
+            for agent in ("2001", "2002"):
+                await http.post(f"/api/agents/{agent}/login", headers=SUPERVISOR)
+            r = await http.post("/api/campaigns/idle/preview", headers=agent_auth("2001"))
+            assert r.json()["record"]["id"] == "r0"
+            run = node.campaigns.runs["idle"]
+            await wait_for(lambda: run.dialer.record("r0").state == "pending", timeout=5)
+            # The agent who walked away no longer holds it; the next agent is offered it.
+            r = await http.post("/api/campaigns/idle/records/r0/dial", headers=agent_auth("2001"))
+            assert r.status_code == 409
+            r = await http.post("/api/campaigns/idle/preview", headers=agent_auth("2002"))
+            assert r.json()["record"]["id"] == "r0"  # in its old place
+    finally:
+        await node.stop()
