@@ -694,8 +694,9 @@ class Dialer:
         self._requeue_after_skip(rec, now)
         return rec
 
-    def release(self, agent: str, now: float) -> None:
-        """The agent logged out: a record they were previewing is due again in its old place."""
+    def release(self, agent: str, now: float) -> str | None:
+        """The agent logged out: a record they were previewing is due again in its old place.
+        Returns that record's id, if they held one."""
         rid = self._previews.pop(agent, None)
         if rid is not None:
             rec = self._records[rid]
@@ -705,6 +706,7 @@ class Dialer:
         # A logged-out agent will not be free soon for our calls.
         self._talk.leave(agent, now, completed=False)
         self._wrap.leave(agent, now, completed=False)
+        return rid
 
     def _check_preview(self, agent: str, record_id: str) -> None:
         if self._previews.get(agent) != record_id:

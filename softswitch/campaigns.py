@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from acd.dialer import Dial, Dialer, DialerSettings, Mode, Record, RecordState, Result
 from softswitch.calls.numbers import NumberError, to_national
-from softswitch.calls.session import PlacedCall
+from softswitch.calls.session import DIAL_STATUS, PlacedCall
 from softswitch.calls.trunks import TrunkUnavailable
 from softswitch.dialplan import commands as c
 from softswitch.dialplan.calendar import Calendar
@@ -495,7 +495,7 @@ class Campaigns:
         now = self.clock()
         for agent, since in list(run.previews.items()):
             if now - since >= self.preview_hold and (held := self._release_preview(run, agent)):
-                log.info("campaign %s: %s's reservation of %s ran out", run.id, agent, held[0])
+                log.info("campaign %s: %s's reservation of %s ran out", run.id, agent, held)
 
     async def _follow(self, run: Run, store: Store) -> None:
         lease = await store.campaign_lease(run.id)
@@ -786,15 +786,12 @@ class Campaigns:
                 self._release_preview(run, event.agent)
         self._pace_soon()
 
-    def _release_preview(self, run: Run, agent: str) -> list[str]:
+    def _release_preview(self, run: Run, agent: str) -> str | None:
         """The record `agent` holds in preview goes back to the list; its id, if there was one."""
         run.previews.pop(agent, None)
-        held = [r.id for r in run.dialer.records().values()
-                if r.state == RecordState.PREVIEWING and r.agent == agent]
-        if held:
-            run.dialer.release(agent, self.clock())
-            for rid in held:
-                self._mark(run, rid)
+        held = run.dialer.release(agent, self.clock())
+        if held is not None:
+            self._mark(run, held)
         return held
 
     def _pace_soon(self) -> None:
@@ -982,7 +979,7 @@ class Campaigns:
                 leg = f"{cc.call.uuid}:b"
                 out, status_code = await cc.originate(leg, [target], spec.ring_timeout, from_user=agent)
                 if out is None:
-                    result = DIAL_RESULTS.get(_dial_status(status_code), Result.UNREACHABLE)
+                    result = DIAL_RESULTS.get(DIAL_STATUS.get(status_code, "failed"), Result.UNREACHABLE)
                     await self._say_and_hang_up(cc, PREVIEW_FAILED, "customer_" + str(result))
                     return
                 answered = self.clock()
@@ -1154,12 +1151,6 @@ def _loaded(r: CampaignRecord, now: float) -> Record:
     return Record(id=r.id, number=r.number, customer_id=r.customer_id, fields=dict(r.fields), state=state,
                   attempts=r.attempts, next_at=next_at, last_result=r.last_result,
                   agent=r.agent if state != RecordState.PENDING else "")
-
-
-def _dial_status(status: int) -> str:
-    from softswitch.calls.session import DIAL_STATUS
-
-    return DIAL_STATUS.get(status, "failed")
 
 
 def _callback_json(cb: ScheduledCallback) -> dict[str, Any]:
